@@ -1,0 +1,3 @@
+from tilesr.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The ``tilesr`` command line: thin commands that parse options and call one library function.
+
+Each subcommand lives in its own module and imports heavy libraries (torch, dask,
+onnxruntime) only when it runs, so ``tilesr --help`` stays fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from tilesr import __version__
+from tilesr.errors import TilesrError
+
+# command name -> module holding a click command named ``command``
+_COMMANDS = {
+    "simulate": "tilesr.cli.simulate",
+    "train": "tilesr.cli.train",
+    "export": "tilesr.cli.export",
+    "restore": "tilesr.cli.restore",
+    "evaluate": "tilesr.cli.evaluate",
+    "demo": "tilesr.cli.demo",
+}
+
+
+class _TilesrGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        return importlib.import_module(module).command  # type: ignore[no-any-return]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TilesrError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted") from None
+
+
+@click.group(cls=_TilesrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tilesr")
+def main() -> None:
+    """Restore microscopy images with a conditional diffusion model.
+
+    \b
+    tilesr demo                      restore a simulated slide with the bundled model
+    tilesr restore IN OUT            restore an OME-Zarr / TIFF image or stack
+    tilesr simulate                  make training pairs or a large test image
+    tilesr train --config C          train a model (needs the `train` extra)
+    tilesr export CKPT OUT.onnx      convert a checkpoint for the engine
+    tilesr evaluate PRED GT          image quality metrics as JSON
+    """

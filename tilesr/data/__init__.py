@@ -1,0 +1,1 @@
+"""Image data: normalisation, resampling, paired datasets and augmentation."""

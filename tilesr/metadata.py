@@ -1,0 +1,155 @@
+"""Model metadata that rides inside an exported ONNX file (torch-free).
+
+Everything the engine needs to restore images with nothing but the ``.onnx`` file:
+the noise schedule, the prediction type, the scale factor, the tile geometry and the
+normalisation percentiles. Stored as ONNX ``metadata_props`` (string to string).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from tilesr.errors import TilesrError
+
+FORMAT_NAME = "tilesr-ddpm"
+FORMAT_VERSION = 1
+_PROP_KEY = "tilesr"
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """Parameters of a noise schedule; :func:`tilesr.diffusion.schedule.build_schedule` builds it."""
+
+    kind: str = "linear"
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("linear", "cosine"):
+            raise TilesrError(f"schedule kind must be 'linear' or 'cosine', got {self.kind!r}")
+        if not isinstance(self.timesteps, int) or not 2 <= self.timesteps <= 100_000:
+            raise TilesrError(f"schedule timesteps must be an integer in [2, 100000], got {self.timesteps!r}")
+        if self.kind == "linear" and not 0 < self.beta_start <= self.beta_end < 1:
+            raise TilesrError(
+                "linear schedule needs 0 < beta_start <= beta_end < 1, "
+                f"got {self.beta_start!r} and {self.beta_end!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What an exported tilesr model declares about itself."""
+
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    prediction: str = "epsilon"
+    scale: int = 2
+    tile_size: int = 128
+    overlap: int = 32
+    size_multiple: int = 8
+    norm_low: float = 0.1
+    norm_high: float = 99.9
+    input_noisy: str = "noisy"
+    input_cond: str = "cond"
+    input_timestep: str = "t"
+    output: str = "eps"
+    weights_sha256: str = ""
+    tilesr_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.prediction != "epsilon":
+            raise TilesrError(f"only epsilon-prediction models are supported, got {self.prediction!r}")
+        if self.scale not in (1, 2, 3, 4):
+            raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
+        if self.size_multiple < 1:
+            raise TilesrError(f"size_multiple must be positive, got {self.size_multiple}")
+        check_tile_geometry(self.tile_size, self.overlap, self.size_multiple)
+        if not 0 <= self.norm_low < self.norm_high <= 100:
+            raise TilesrError(
+                "normalisation percentiles need 0 <= low < high <= 100, "
+                f"got {self.norm_low} and {self.norm_high}"
+            )
+
+    def to_props(self) -> dict[str, str]:
+        """Serialise to ONNX metadata_props."""
+        return {
+            _PROP_KEY: json.dumps({"format": FORMAT_NAME, **asdict(self)}, sort_keys=True),
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], *, source: str = "model") -> ModelMetadata:
+        """Parse ONNX metadata_props, naming what is missing or malformed."""
+        raw = props.get(_PROP_KEY)
+        if raw is None:
+            raise TilesrError(f"{source} has no tilesr metadata; export it with `tilesr export`")
+        if len(raw) > 1_000_000:
+            raise TilesrError(f"{source}: tilesr metadata is implausibly large ({len(raw)} bytes)")
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TilesrError(f"{source}: tilesr metadata is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT_NAME:
+            raise TilesrError(f"{source}: metadata is not in the {FORMAT_NAME} format")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise TilesrError(
+                f"{source}: metadata format version {version!r} is not supported "
+                f"(this tilesr reads version {FORMAT_VERSION})"
+            )
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> ModelMetadata:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise TilesrError(f"{source}: unknown metadata keys {unknown}")
+        schedule = data.get("schedule", {})
+        if not isinstance(schedule, dict):
+            raise TilesrError(f"{source}: metadata 'schedule' must be a mapping, got {type(schedule).__name__}")
+        sched_fields = {f.name: f for f in fields(ScheduleSpec)}
+        unknown = sorted(set(schedule) - set(sched_fields))
+        if unknown:
+            raise TilesrError(f"{source}: unknown schedule keys {unknown}")
+        _check_types(schedule, {"kind": str, "timesteps": int, "beta_start": float, "beta_end": float}, source)
+        values = {k: v for k, v in data.items() if k != "schedule"}
+        _check_types(
+            values,
+            {
+                "prediction": str, "scale": int, "tile_size": int, "overlap": int,
+                "size_multiple": int, "norm_low": float, "norm_high": float,
+                "input_noisy": str, "input_cond": str, "input_timestep": str, "output": str,
+                "weights_sha256": str, "tilesr_version": str, "format_version": int,
+            },
+            source,
+        )
+        return cls(schedule=ScheduleSpec(**schedule), **values)
+
+
+def check_tile_geometry(tile_size: int, overlap: int, size_multiple: int = 1) -> None:
+    """Refuse tile sizes the network cannot take and overlaps that leave no stride."""
+    if not isinstance(tile_size, int) or not 8 <= tile_size <= 4096:
+        raise TilesrError(f"tile size must be an integer in [8, 4096], got {tile_size!r}")
+    if tile_size % size_multiple:
+        raise TilesrError(
+            f"tile size must be a multiple of {size_multiple} for this network, got {tile_size}"
+        )
+    if not isinstance(overlap, int) or overlap < 0:
+        raise TilesrError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if overlap >= tile_size:
+        raise TilesrError(f"overlap must be smaller than the tile size, got {overlap} versus {tile_size}")
+
+
+def _check_types(values: dict[str, Any], expected: dict[str, type], source: str) -> None:
+    for key, value in values.items():
+        want = expected[key]
+        ok = isinstance(value, want) and not isinstance(value, bool)
+        if want is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            raise TilesrError(
+                f"{source}: metadata {key!r} must be {want.__name__}, got {type(value).__name__}"
+            )
