@@ -56,14 +56,32 @@ class Sampler(Protocol):
     ) -> StepOutput: ...
 
 
-def spaced_timesteps(num_timesteps: int, steps: int | None) -> list[int]:
-    """Evenly spaced descending timesteps from T-1 to 0 (all of them when steps is None)."""
+def spaced_timesteps(schedule: NoiseSchedule, steps: int | None, spacing: str = "linspace") -> list[int]:
+    """Descending timesteps for ``steps`` network evaluations (all T of them when None).
+
+    ``linspace``: steps + 1 points evenly spaced from T-1 to 0, dropping the last, so the
+    final update jumps from about T/steps straight to the clean image (diffusers'
+    "linspace"). ``logsnr``: evenly spaced in the half log-SNR lambda from T-1 down to
+    t = 0, the spacing DPM-Solver recommends for pixel-space models (sec. 3.3 of
+    DPM-Solver); with few steps it keeps the last jump to the clean image tiny.
+    """
+    num_timesteps = schedule.num_timesteps
     if steps is None or steps >= num_timesteps:
         return list(range(num_timesteps - 1, -1, -1))
     if steps < 1:
         raise TilesrError(f"number of sampling steps must be at least 1, got {steps}")
-    ts = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(int)
-    return [int(t) for t in ts]
+    if spacing == "linspace":
+        ts = np.round(np.linspace(num_timesteps - 1, 0, steps + 1)[:-1]).astype(int)
+    elif spacing == "logsnr":
+        abar = schedule.alphas_cumprod
+        lam = 0.5 * (np.log(abar) - np.log1p(-abar))  # decreasing in t
+        targets = np.linspace(lam[-1], lam[0], steps)
+        ts = np.clip(np.searchsorted(-lam, -targets), 0, num_timesteps - 1)
+        ts[0] = num_timesteps - 1
+    else:
+        raise TilesrError(f"timestep spacing must be 'linspace' or 'logsnr', got {spacing!r}")
+    # strictly descending and unique, whatever rounding did
+    return sorted({int(t) for t in ts}, reverse=True)
 
 
 def _predict_x0(x_t: NDArray, eps: NDArray, abar: float) -> NDArray:
@@ -88,6 +106,7 @@ class DDPMSampler:
     schedule: NoiseSchedule
     form: str = "eps"
     clip_x0: float | None = None
+    spacing: str = "linspace"
 
     def __post_init__(self) -> None:
         if self.form not in ("eps", "x0"):
@@ -98,7 +117,7 @@ class DDPMSampler:
         return True
 
     def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule.num_timesteps, steps)
+        return spaced_timesteps(self.schedule, steps, self.spacing)
 
     def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
@@ -129,6 +148,7 @@ class DDIMSampler:
     schedule: NoiseSchedule
     eta: float = 0.0
     clip_x0: float | None = None
+    spacing: str = "logsnr"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eta <= 1.0:
@@ -139,7 +159,7 @@ class DDIMSampler:
         return self.eta > 0
 
     def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule.num_timesteps, steps)
+        return spaced_timesteps(self.schedule, steps, self.spacing)
 
     def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
@@ -170,13 +190,14 @@ class DPMSolverPP2MSampler:
 
     schedule: NoiseSchedule
     clip_x0: float | None = None
+    spacing: str = "logsnr"
 
     @property
     def stochastic(self) -> bool:
         return False
 
     def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule.num_timesteps, steps)
+        return spaced_timesteps(self.schedule, steps, self.spacing)
 
     def _lambda(self, abar: float) -> float:
         # lambda_t = log(alpha_t / sigma_t), the half log-SNR
