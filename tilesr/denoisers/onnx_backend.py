@@ -1,0 +1,128 @@
+"""ONNX Runtime backend: the engine's denoiser, free of torch.
+
+Sessions are created lazily from the model path and cached per process, so a denoiser
+pickles as a path (ORT sessions do not pickle) and each dask worker builds its session
+once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tilesr.errors import TilesrError
+from tilesr.metadata import ModelMetadata
+
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def available_providers() -> list[str]:
+    """CUDA first when onnxruntime-gpu provides it, CPU always."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+def _session(path: str, threads: int | None, providers: tuple[str, ...]) -> Any:
+    import onnxruntime as ort
+
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size, threads, providers)
+    with _CACHE_LOCK:
+        session = _CACHE.get(key)
+        if session is None:
+            options = ort.SessionOptions()
+            if threads is not None:
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            try:
+                session = ort.InferenceSession(path, options, providers=list(providers))
+            except Exception as exc:  # ORT raises its own untyped errors for bad files
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TilesrError(f"{path} is not a loadable ONNX model: {first[:300]}") from None
+            _CACHE[key] = session
+        return session
+
+
+def read_metadata(session: Any, source: str) -> ModelMetadata:
+    """Parse and check the tilesr metadata of an ORT session against its graph."""
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    meta = ModelMetadata.from_props(props, source=source)
+    inputs = {i.name: i for i in session.get_inputs()}
+    wanted = {meta.input_noisy: 4, meta.input_cond: 4, meta.input_timestep: 1}
+    for name, rank in wanted.items():
+        if name not in inputs:
+            raise TilesrError(f"{source}: the graph has no input named {name!r} (has {sorted(inputs)})")
+        shape = inputs[name].shape
+        if len(shape) != rank:
+            raise TilesrError(f"{source}: input {name!r} must have rank {rank}, has shape {shape}")
+        if rank == 4 and shape[1] not in (1, "1") and not isinstance(shape[1], str):
+            raise TilesrError(f"{source}: input {name!r} must have 1 channel, has shape {shape}")
+    if len(inputs) != len(wanted):
+        raise TilesrError(f"{source}: unexpected graph inputs {sorted(set(inputs) - set(wanted))}")
+    outputs = [o.name for o in session.get_outputs()]
+    if meta.output not in outputs:
+        raise TilesrError(f"{source}: the graph has no output named {meta.output!r} (has {outputs})")
+    return meta
+
+
+@dataclass
+class OnnxDenoiser:
+    """A :class:`~tilesr.denoisers.base.Denoiser` running an exported model in ONNX Runtime.
+
+    Parameters
+    ----------
+    path
+        The ``.onnx`` file; everything else comes from its metadata.
+    threads
+        ONNX Runtime intra-op threads (None: ORT's default, all cores).
+    providers
+        Execution providers in order of preference (default: CUDA when present, then CPU).
+    """
+
+    path: str | Path
+    threads: int | None = None
+    providers: tuple[str, ...] | None = None
+    metadata: ModelMetadata = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = str(Path(self.path).resolve())
+        if not Path(self.path).is_file():
+            raise TilesrError(f"model file not found: {self.path}")
+        if self.providers is None:
+            self.providers = tuple(available_providers())
+        self.metadata = read_metadata(self.session, self.path)
+
+    @property
+    def session(self) -> Any:
+        assert self.providers is not None  # set in __post_init__
+        return _session(str(self.path), self.threads, self.providers)
+
+    def predict_noise(
+        self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        meta = self.metadata
+        feeds = {
+            meta.input_noisy: np.ascontiguousarray(noisy, dtype=np.float32),
+            meta.input_cond: np.ascontiguousarray(cond, dtype=np.float32),
+            meta.input_timestep: np.ascontiguousarray(t, dtype=np.float32),
+        }
+        (eps,) = self.session.run([meta.output], feeds)
+        return np.asarray(eps, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # only the path and options travel; the worker rebuilds (and caches) the session
+        return {"path": self.path, "threads": self.threads, "providers": self.providers,
+                "metadata": self.metadata}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
