@@ -67,7 +67,9 @@ def _as_planes(image: ArrayLike, name: str) -> NDArray[np.float64]:
     return squeezed.reshape((-1, *squeezed.shape[-2:]))
 
 
-def _ssim_terms(x: NDArray[np.float64], y: NDArray[np.float64], data_range: float) -> tuple[float, float]:
+def _ssim_terms(
+    x: NDArray[np.float64], y: NDArray[np.float64], data_range: float
+) -> tuple[float, float]:
     """Mean SSIM and mean contrast-structure term, computed exactly as scikit-image does."""
 
     def blur(a: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -95,7 +97,9 @@ def ms_ssim_scales(shape: tuple[int, ...], max_scales: int = len(MS_SSIM_WEIGHTS
     """
     side = min(shape[-2:])
     if side < _WIN:
-        raise TilesrError(f"MS-SSIM needs images of at least {_WIN}x{_WIN} pixels, got {tuple(shape)}")
+        raise TilesrError(
+            f"MS-SSIM needs images of at least {_WIN}x{_WIN} pixels, got {tuple(shape)}"
+        )
     scales = 1
     while scales < max_scales and side // 2**scales >= _WIN:
         scales += 1
@@ -126,7 +130,9 @@ def ms_ssim(
     x = np.asarray(pred, dtype=np.float64)
     y = np.asarray(gt, dtype=np.float64)
     if x.ndim != 2 or x.shape != y.shape:
-        raise TilesrError(f"MS-SSIM needs two 2-D images of equal shape, got {x.shape} and {y.shape}")
+        raise TilesrError(
+            f"MS-SSIM needs two 2-D images of equal shape, got {x.shape} and {y.shape}"
+        )
     fit = ms_ssim_scales(x.shape)
     if scales is None:
         scales = fit
@@ -147,9 +153,16 @@ def ms_ssim(
     return float(value)
 
 
-def _plane_metrics(x: NDArray[np.float64], y: NDArray[np.float64], data_range: float) -> ImageMetrics:
+def _plane_metrics(
+    x: NDArray[np.float64], y: NDArray[np.float64], data_range: float
+) -> ImageMetrics:
     ssim = structural_similarity(
-        x, y, data_range=data_range, gaussian_weights=True, sigma=_SIGMA, use_sample_covariance=False
+        x,
+        y,
+        data_range=data_range,
+        gaussian_weights=True,
+        sigma=_SIGMA,
+        use_sample_covariance=False,
     )
     if np.array_equal(x, y):
         psnr = float("inf")  # skimage would divide by zero and warn
@@ -168,7 +181,9 @@ def _plane_metrics(x: NDArray[np.float64], y: NDArray[np.float64], data_range: f
     )
 
 
-def image_metrics(pred: ArrayLike, gt: ArrayLike, *, data_range: float | None = None) -> ImageMetrics:
+def image_metrics(
+    pred: ArrayLike, gt: ArrayLike, *, data_range: float | None = None
+) -> ImageMetrics:
     """SSIM, MS-SSIM, PSNR, MAE and NRMSE of ``pred`` against ``gt``.
 
     Parameters
@@ -190,7 +205,9 @@ def image_metrics(pred: ArrayLike, gt: ArrayLike, *, data_range: float | None = 
     p_arr = np.asarray(pred)
     g_arr = np.asarray(gt)
     if p_arr.shape != g_arr.shape:
-        raise TilesrError(f"prediction and ground truth shapes differ: {p_arr.shape} versus {g_arr.shape}")
+        raise TilesrError(
+            f"prediction and ground truth shapes differ: {p_arr.shape} versus {g_arr.shape}"
+        )
     x = _as_planes(p_arr, "prediction")
     y = _as_planes(g_arr, "ground truth")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
@@ -210,7 +227,9 @@ def image_metrics(pred: ArrayLike, gt: ArrayLike, *, data_range: float | None = 
     )
 
 
-def percentile_normalize(image: ArrayLike, low: float = 0.1, high: float = 99.9) -> NDArray[np.float64]:
+def percentile_normalize(
+    image: ArrayLike, low: float = 0.1, high: float = 99.9
+) -> NDArray[np.float64]:
     """Map the ``low`` and ``high`` percentiles of ``image`` to 0 and 1 (not clipped)."""
     arr = np.asarray(image, dtype=np.float64)
     lo, hi = np.percentile(arr, [low, high])
