@@ -20,7 +20,7 @@ _PROP_KEY = "tilesr"
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """Parameters of a noise schedule; :func:`tilesr.diffusion.schedule.build_schedule` builds it."""
+    """Parameters of a noise schedule (built by :func:`tilesr.diffusion.schedule.build_schedule`)."""
 
     kind: str = "linear"
     timesteps: int = 1000
@@ -31,7 +31,9 @@ class ScheduleSpec:
         if self.kind not in ("linear", "cosine"):
             raise TilesrError(f"schedule kind must be 'linear' or 'cosine', got {self.kind!r}")
         if not isinstance(self.timesteps, int) or not 2 <= self.timesteps <= 100_000:
-            raise TilesrError(f"schedule timesteps must be an integer in [2, 100000], got {self.timesteps!r}")
+            raise TilesrError(
+                f"schedule timesteps must be an integer in [2, 100000], got {self.timesteps!r}"
+            )
         if self.kind == "linear" and not 0 < self.beta_start <= self.beta_end < 1:
             raise TilesrError(
                 "linear schedule needs 0 < beta_start <= beta_end < 1, "
@@ -61,7 +63,9 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         if self.prediction != "epsilon":
-            raise TilesrError(f"only epsilon-prediction models are supported, got {self.prediction!r}")
+            raise TilesrError(
+                f"only epsilon-prediction models are supported, got {self.prediction!r}"
+            )
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
         if self.size_multiple < 1:
@@ -109,20 +113,36 @@ class ModelMetadata:
             raise TilesrError(f"{source}: unknown metadata keys {unknown}")
         schedule = data.get("schedule", {})
         if not isinstance(schedule, dict):
-            raise TilesrError(f"{source}: metadata 'schedule' must be a mapping, got {type(schedule).__name__}")
+            raise TilesrError(
+                f"{source}: metadata 'schedule' must be a mapping, got {type(schedule).__name__}"
+            )
         sched_fields = {f.name: f for f in fields(ScheduleSpec)}
         unknown = sorted(set(schedule) - set(sched_fields))
         if unknown:
             raise TilesrError(f"{source}: unknown schedule keys {unknown}")
-        _check_types(schedule, {"kind": str, "timesteps": int, "beta_start": float, "beta_end": float}, source)
+        _check_types(
+            schedule,
+            {"kind": str, "timesteps": int, "beta_start": float, "beta_end": float},
+            source,
+        )
         values = {k: v for k, v in data.items() if k != "schedule"}
         _check_types(
             values,
             {
-                "prediction": str, "scale": int, "tile_size": int, "overlap": int,
-                "size_multiple": int, "norm_low": float, "norm_high": float,
-                "input_noisy": str, "input_cond": str, "input_timestep": str, "output": str,
-                "weights_sha256": str, "tilesr_version": str, "format_version": int,
+                "prediction": str,
+                "scale": int,
+                "tile_size": int,
+                "overlap": int,
+                "size_multiple": int,
+                "norm_low": float,
+                "norm_high": float,
+                "input_noisy": str,
+                "input_cond": str,
+                "input_timestep": str,
+                "output": str,
+                "weights_sha256": str,
+                "tilesr_version": str,
+                "format_version": int,
             },
             source,
         )
@@ -140,7 +160,9 @@ def check_tile_geometry(tile_size: int, overlap: int, size_multiple: int = 1) ->
     if not isinstance(overlap, int) or overlap < 0:
         raise TilesrError(f"overlap must be a non-negative integer, got {overlap!r}")
     if overlap >= tile_size:
-        raise TilesrError(f"overlap must be smaller than the tile size, got {overlap} versus {tile_size}")
+        raise TilesrError(
+            f"overlap must be smaller than the tile size, got {overlap} versus {tile_size}"
+        )
 
 
 def _check_types(values: dict[str, Any], expected: dict[str, type], source: str) -> None:

@@ -33,7 +33,8 @@ class _TilesrGroup(click.Group):
         module = _COMMANDS.get(cmd_name)
         if module is None:
             return None
-        return importlib.import_module(module).command  # type: ignore[no-any-return]
+        command: click.Command = importlib.import_module(module).command
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

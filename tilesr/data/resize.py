@@ -73,9 +73,7 @@ def upsample_bicubic(image: NDArray, factor: int) -> NDArray[np.float32]:
     return _upsample_axis(_upsample_axis(arr, factor, arr.ndim - 2), factor, arr.ndim - 1)
 
 
-def upsample_bicubic_window(
-    padded: NDArray, factor: int, halo: int = HALO
-) -> NDArray[np.float32]:
+def upsample_bicubic_window(padded: NDArray, factor: int, halo: int = HALO) -> NDArray[np.float32]:
     """Upsample a window read with ``halo`` extra input pixels on each side, then drop them.
 
     The result equals the corresponding part of :func:`upsample_bicubic` on the full

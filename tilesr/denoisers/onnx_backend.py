@@ -61,7 +61,9 @@ def read_metadata(session: Any, source: str) -> ModelMetadata:
     wanted = {meta.input_noisy: 4, meta.input_cond: 4, meta.input_timestep: 1}
     for name, rank in wanted.items():
         if name not in inputs:
-            raise TilesrError(f"{source}: the graph has no input named {name!r} (has {sorted(inputs)})")
+            raise TilesrError(
+                f"{source}: the graph has no input named {name!r} (has {sorted(inputs)})"
+            )
         shape = inputs[name].shape
         if len(shape) != rank:
             raise TilesrError(f"{source}: input {name!r} must have rank {rank}, has shape {shape}")
@@ -71,7 +73,9 @@ def read_metadata(session: Any, source: str) -> ModelMetadata:
         raise TilesrError(f"{source}: unexpected graph inputs {sorted(set(inputs) - set(wanted))}")
     outputs = [o.name for o in session.get_outputs()]
     if meta.output not in outputs:
-        raise TilesrError(f"{source}: the graph has no output named {meta.output!r} (has {outputs})")
+        raise TilesrError(
+            f"{source}: the graph has no output named {meta.output!r} (has {outputs})"
+        )
     return meta
 
 
@@ -121,8 +125,12 @@ class OnnxDenoiser:
 
     def __getstate__(self) -> dict[str, Any]:
         # only the path and options travel; the worker rebuilds (and caches) the session
-        return {"path": self.path, "threads": self.threads, "providers": self.providers,
-                "metadata": self.metadata}
+        return {
+            "path": self.path,
+            "threads": self.threads,
+            "providers": self.providers,
+            "metadata": self.metadata,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

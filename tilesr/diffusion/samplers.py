@@ -33,7 +33,8 @@ class StepOutput:
 
 
 class Sampler(Protocol):
-    schedule: NoiseSchedule
+    @property
+    def schedule(self) -> NoiseSchedule: ...
 
     @property
     def stochastic(self) -> bool:
@@ -56,7 +57,9 @@ class Sampler(Protocol):
     ) -> StepOutput: ...
 
 
-def spaced_timesteps(schedule: NoiseSchedule, steps: int | None, spacing: str = "linspace") -> list[int]:
+def spaced_timesteps(
+    schedule: NoiseSchedule, steps: int | None, spacing: str = "linspace"
+) -> list[int]:
     """Descending timesteps for ``steps`` network evaluations (all T of them when None).
 
     ``linspace``: steps + 1 points evenly spaced from T-1 to 0, dropping the last, so the

@@ -94,6 +94,8 @@ def sample(
     def noise(i: int) -> NDArray[np.float32]:
         return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n_samples), (0, 0), shape)
 
-    x_start = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, plane, n_samples), (0, 0), shape)
+    x_start = keyed_normal_batch(
+        sample_keys(seed, INITIAL_NOISE, 0, plane, n_samples), (0, 0), shape
+    )
     x0 = run_reverse(predict, x_start, sampler, timesteps, noise)
     return SampleResult(x0.mean(axis=0), x0.std(axis=0))
