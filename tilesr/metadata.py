@@ -20,7 +20,7 @@ _PROP_KEY = "tilesr"
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """Parameters of a noise schedule (built by :func:`tilesr.diffusion.schedule.build_schedule`)."""
+    """Parameters of a noise schedule, built into arrays by ``build_schedule``."""
 
     kind: str = "linear"
     timesteps: int = 1000
