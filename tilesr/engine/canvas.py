@@ -1,0 +1,208 @@
+"""Restore one canvas (a block plus its halo) in NumPy: fused tiled diffusion sampling.
+
+Everything here is a pure function of global coordinates: the tiles come from the
+global grid, the noise is keyed by (seed, stream, step, plane, sample) at global HR
+pixels, and the blend weights depend only on the tiles. So a pixel gets the same
+inputs wherever its block starts, whichever worker runs it and however the network
+calls are batched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tilesr.denoisers.base import Denoiser
+from tilesr.diffusion.noise import keyed_normal_batch
+from tilesr.diffusion.samplers import Sampler, make_sampler
+from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+from tilesr.diffusion.schedule import build_schedule
+from tilesr.engine.blending import blend, tile_weight, weight_sum
+from tilesr.engine.tiling import TileWindow
+from tilesr.metadata import ScheduleSpec
+
+FUSE_MODES = ("step", "final")
+
+Report = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How every canvas of one restoration is sampled (identical for all blocks)."""
+
+    schedule: ScheduleSpec
+    sampler: str
+    steps: int | None
+    seed: int
+    samples: int
+    tile_size: int
+    overlap: int
+    batch_size: int
+    fuse: str = "step"
+    #: skip tiles whose brightest normalised cond pixel is below this (None: skip none)
+    background_below: float | None = None
+
+    @property
+    def timesteps(self) -> list[int]:
+        return _sampler(self.schedule, self.sampler).timesteps(self.steps)
+
+
+@lru_cache(maxsize=8)
+def _sampler(schedule: ScheduleSpec, name: str) -> Sampler:
+    return make_sampler(name, build_schedule(schedule))
+
+
+def is_background(cond_tile: NDArray[np.float32], below: float | None) -> bool:
+    """Whether a tile is skipped: its brightest normalised cond pixel is below ``below``."""
+    return below is not None and float(cond_tile.max()) < below
+
+
+def sample_canvas(
+    denoiser: Denoiser,
+    cond: NDArray[np.float32],
+    origin: tuple[int, int],
+    tiles: list[TileWindow],
+    plan: SamplingPlan,
+    *,
+    plane: int = 0,
+    report: Report | None = None,
+) -> NDArray[np.float32]:
+    """Sample clean images (samples, H, W) for the normalised ``cond`` canvas.
+
+    Parameters
+    ----------
+    denoiser
+        The network; called with batches of at most ``plan.batch_size`` tiles.
+    cond
+        Normalised conditioning image on the HR grid, (H, W), covering exactly the
+        union of the outer windows of ``tiles``.
+    origin
+        Global HR coordinates of ``cond[0, 0]``.
+    tiles
+        Tiles of the global grid that make up the canvas.
+    plan
+        Sampler, steps, seed, samples, tiling and fusion.
+    plane
+        Flat index of the (z/c/t) plane, part of the noise key.
+    report
+        Called with the fraction of tiles completed after each network batch.
+    """
+    skipped = [is_background(cond[t.outer_slices(origin)], plan.background_below) for t in tiles]
+    active = [t for t, s in zip(tiles, skipped, strict=True) if not s]
+    report = report or (lambda _: None)
+    report(float(sum(skipped)))
+    n = plan.samples
+    if not active:
+        return np.broadcast_to(cond, (n, *cond.shape)).copy()
+    if plan.fuse == "step":
+        x0 = _sample_fused(denoiser, cond, origin, tiles, skipped, plan, plane, report)
+    else:
+        x0 = _sample_independent(denoiser, cond, origin, tiles, skipped, plan, plane, report)
+    if len(active) < len(tiles):
+        # pixels that only skipped tiles cover are background: exactly the input
+        covered = weight_sum(active, origin, cond.shape, plan.tile_size, plan.overlap) > 0
+        x0[:, ~covered] = cond[~covered]
+    return x0
+
+
+def _sample_fused(
+    denoiser: Denoiser,
+    cond: NDArray[np.float32],
+    origin: tuple[int, int],
+    tiles: list[TileWindow],
+    skipped: list[bool],
+    plan: SamplingPlan,
+    plane: int,
+    report: Report,
+) -> NDArray[np.float32]:
+    """MultiDiffusion: blend the tiles' noise predictions on the canvas at every step."""
+    n, shape = plan.samples, cond.shape
+    sampler = _sampler(plan.schedule, plan.sampler)
+    timesteps = sampler.timesteps(plan.steps)
+    weight = tile_weight(plan.tile_size, plan.overlap)
+    wsum = weight_sum(tiles, origin, shape, plan.tile_size, plan.overlap)
+    active_slices = [t.outer_slices(origin) for t, s in zip(tiles, skipped, strict=True) if not s]
+    skipped_slices = [t.outer_slices(origin) for t, s in zip(tiles, skipped, strict=True) if s]
+    cond_tiles = [cond[sl] for sl in active_slices]
+    entries = [(j, s) for j in range(len(active_slices)) for s in range(n)]
+    per_entry = 1.0 / (n * len(timesteps))
+
+    def predict(x: NDArray[np.float32], t: int) -> NDArray[np.float32]:
+        # float64 accumulation: equal predictions from overlapping tiles blend back to
+        # exactly themselves (a per-pixel network gives the untiled result bit for bit)
+        acc = np.zeros((n, *shape), dtype=np.float64)
+        for b0 in range(0, len(entries), plan.batch_size):
+            batch = entries[b0 : b0 + plan.batch_size]
+            noisy = np.stack([x[s][active_slices[j]] for j, s in batch])[:, None]
+            cnd = np.stack([cond_tiles[j] for j, _ in batch])[:, None]
+            tt = np.full((len(batch),), t, dtype=np.float32)
+            eps = denoiser.predict_noise(noisy, cnd, tt)[:, 0]
+            for (j, s), e in zip(batch, eps, strict=True):
+                acc[s][active_slices[j]] += weight * e
+            report(len(batch) * per_entry)
+        if skipped_slices:
+            # a skipped tile predicts the noise for which x0 = cond (background)
+            abar = sampler.schedule.alpha_bar(t)
+            bg = (x - math.sqrt(abar) * cond) / math.sqrt(1.0 - abar)
+            for sl in skipped_slices:
+                acc[(slice(None), *sl)] += weight * bg[(slice(None), *sl)]
+        return (acc / wsum).astype(np.float32)
+
+    def step_noise(i: int) -> NDArray[np.float32]:
+        return keyed_normal_batch(sample_keys(plan.seed, STEP_NOISE, i, plane, n), origin, shape)
+
+    x_start = keyed_normal_batch(sample_keys(plan.seed, INITIAL_NOISE, 0, plane, n), origin, shape)
+    return run_reverse(predict, x_start, sampler, timesteps, step_noise)
+
+
+def _sample_independent(
+    denoiser: Denoiser,
+    cond: NDArray[np.float32],
+    origin: tuple[int, int],
+    tiles: list[TileWindow],
+    skipped: list[bool],
+    plan: SamplingPlan,
+    plane: int,
+    report: Report,
+) -> NDArray[np.float32]:
+    """Sample every tile on its own (same keyed noise) and blend only the final images."""
+    n, size = plan.samples, plan.tile_size
+    sampler = _sampler(plan.schedule, plan.sampler)
+    timesteps = sampler.timesteps(plan.steps)
+    slices = [t.outer_slices(origin) for t in tiles]
+    outputs: list[NDArray[np.float32]] = [
+        np.broadcast_to(cond[sl], (n, size, size)) for sl in slices
+    ]
+    todo = [j for j, s in enumerate(skipped) if not s]
+    group = max(1, plan.batch_size // n)  # tiles sampled together
+    per_entry = 1.0 / (n * len(timesteps))
+    for g0 in range(0, len(todo), group):
+        members = todo[g0 : g0 + group]
+        cond_b = np.stack([cond[slices[j]] for j in members for _ in range(n)])[:, None]
+        corners = [(tiles[j].outer[0].start, tiles[j].outer[1].start) for j in members]
+
+        def keyed(stream: int, step: int, corners=corners) -> NDArray[np.float32]:
+            keys = sample_keys(plan.seed, stream, step, plane, n)
+            return np.concatenate([keyed_normal_batch(keys, c, (size, size)) for c in corners])
+
+        def predict(x: NDArray[np.float32], t: int, cond_b=cond_b) -> NDArray[np.float32]:
+            out = np.empty_like(x)
+            for b0 in range(0, len(x), plan.batch_size):
+                sl = slice(b0, b0 + plan.batch_size)
+                tt = np.full((len(x[sl]),), t, dtype=np.float32)
+                out[sl] = denoiser.predict_noise(x[sl][:, None], cond_b[sl], tt)[:, 0]
+                report(len(x[sl]) * per_entry)
+            return out
+
+        def step_noise(i: int, keyed=keyed) -> NDArray[np.float32]:
+            return keyed(STEP_NOISE, i)
+
+        x0 = run_reverse(predict, keyed(INITIAL_NOISE, 0), sampler, timesteps, step_noise)
+        for m, j in enumerate(members):
+            outputs[j] = x0[m * n : (m + 1) * n]
+    return blend(outputs, tiles, origin, cond.shape, plan.tile_size, plan.overlap)

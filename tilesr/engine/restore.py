@@ -1,0 +1,415 @@
+"""``restore``: a lazy dask graph of independent output blocks, each sampled by fused tiles.
+
+Layout. The output ``(..., Y*s, X*s)`` is cut into blocks of ``B x B`` HR pixels on a
+global grid (the last block of each axis is shorter); output chunk ``(1, ..., 1, B, B)``
+is block ``(plane, i, j)``. One task restores one block: it reads the LR window of the
+block plus a halo from the input dask array (slicing the array in the graph, so the
+input's chunking does not matter), reflects it beyond the image edge, normalises it
+with the global intensity range, upsamples it with the exact windowed bicubic, samples
+the canvas (every tile of the global grid within ``halo`` of the block, see
+:mod:`tilesr.engine.canvas`) and crops the block. Mean and standard deviation over the
+samples come out of the same task as one stacked array.
+
+Determinism. Tiles, noise and blend weights depend only on global coordinates, the
+plane index and the seed, so a block is bit-identical whatever the input chunking, the
+batch size (ONNX Runtime's CPU kernels give per-item results independent of the batch;
+tested), the number of workers, the scheduler or a restart. The block size and the
+halo do matter for a spatial network under ``fuse="step"``: fusion couples all tiles of
+a canvas, so a canvas is not the whole image; the halo of one tile keeps the block
+edges away from the canvas edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tilesr.data.normalize import IntensityRange
+from tilesr.data.resize import HALO, upsample_bicubic_window
+from tilesr.denoisers.base import Denoiser
+from tilesr.diffusion.samplers import SAMPLER_NAMES
+from tilesr.engine.canvas import FUSE_MODES, SamplingPlan, sample_canvas
+from tilesr.engine.progress import tile_reporter
+from tilesr.engine.tiling import Span, TileWindow, block_spans, bounding_box, tile_grid
+from tilesr.errors import TilesrError
+from tilesr.metadata import ModelMetadata, check_tile_geometry
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+#: at most this many input pixels are read to find the global intensity percentiles
+PERCENTILE_PIXELS = 4_000_000
+#: blocks are about this many HR pixels wide by default (rounded to the tile stride)
+DEFAULT_BLOCK = 1024
+AXES_CHARS = "tczyx"
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """A lazy restoration.
+
+    Attributes
+    ----------
+    image
+        float32 ``(..., Y*scale, X*scale)`` in raw intensity units, chunks ``(1, ..., 1, B, B)``.
+    uncertainty
+        Per-pixel standard deviation over the samples (raw units), same chunks; None
+        unless requested. Computing ``image`` and ``uncertainty`` in one ``dask.compute``
+        or ``da.store`` call runs every block once.
+    intensity_range
+        The input intensities mapped to [-1, 1] (and back on output).
+    metadata
+        The model's metadata.
+    settings
+        Provenance: sampler, steps, samples, seed, tile, overlap, block, halo, fuse,
+        skip_background, uncertainty, scale, axes and ``tiles`` (the number of tiles
+        all blocks sample, for a progress bar).
+    """
+
+    image: da.Array
+    uncertainty: da.Array | None
+    intensity_range: IntensityRange
+    metadata: ModelMetadata
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything one block task needs to know besides the data and the model."""
+
+    plane: int
+    block: tuple[Span, Span]  # output pixels (global HR)
+    canvas: tuple[Span, Span]  # sampled HR pixels (global; may pass the image edge)
+    tiles: tuple[TileWindow, ...]
+    lr_need: tuple[Span, Span]  # LR pixels the canvas needs (may pass the edge: reflected)
+    lr_read: tuple[Span, Span]  # the part of lr_need's reflection read from the input
+
+
+def global_intensity_range(
+    image: da.Array, low: float, high: float, *, max_pixels: int = PERCENTILE_PIXELS
+) -> IntensityRange:
+    """Percentiles ``low``/``high`` of the whole input from a strided subsample.
+
+    Every k-th pixel along y and x (all planes), with k chosen so that at most
+    ``max_pixels`` are used: one range for the whole image, never one per tile (that
+    would make seams), and the same whatever the chunking.
+    """
+    total = math.prod(image.shape)
+    k = max(1, math.ceil(math.sqrt(total / max_pixels)))
+    sub = np.asarray(image[..., ::k, ::k].compute(), dtype=np.float64)
+    lo, hi = np.percentile(sub, [low, high])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise TilesrError(f"the input holds non-finite values (percentiles {lo} and {hi})")
+    return IntensityRange(float(lo), float(hi))
+
+
+def default_block_size(tile_size: int, overlap: int) -> int:
+    """A multiple of the tile stride near :data:`DEFAULT_BLOCK` HR pixels."""
+    stride = tile_size - overlap
+    return stride * max(1, round(DEFAULT_BLOCK / stride))
+
+
+def _reflect_index(idx: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+    """Mirror indices into [0, n) as the bicubic's own padding does (edge for tiny axes)."""
+    if n <= HALO:
+        return np.clip(idx, 0, n - 1)
+    period = 2 * (n - 1)
+    m = np.mod(idx, period)
+    return np.where(m >= n, period - m, m)
+
+
+def plan_block(
+    plane: int,
+    block: tuple[Span, Span],
+    hr_shape: tuple[int, int],
+    lr_shape: tuple[int, int],
+    scale: int,
+    tile_size: int,
+    overlap: int,
+    halo: int,
+) -> BlockJob:
+    """Tiles, canvas and input window of one output block."""
+    region = (
+        Span(block[0].start - halo, block[0].stop + halo),
+        Span(block[1].start - halo, block[1].stop + halo),
+    )
+    tiles = tile_grid(hr_shape, tile_size, overlap, region=region)
+    canvas = bounding_box(tiles)
+    pad = HALO if scale > 1 else 0
+    need = tuple(
+        Span(c.start // scale - pad, -(-c.stop // scale) + pad) for c in canvas
+    )
+    read = []
+    for span, n in zip(need, lr_shape, strict=True):
+        idx = _reflect_index(np.arange(span.start, span.stop), n)
+        read.append(Span(int(idx.min()), int(idx.max()) + 1))
+    return BlockJob(plane, block, canvas, tuple(tiles), need, (read[0], read[1]))  # type: ignore[arg-type]
+
+
+def conditioning(
+    lr: NDArray, job: BlockJob, lr_shape: tuple[int, int], scale: int, rng: IntensityRange
+) -> NDArray[np.float32]:
+    """The normalised, upsampled conditioning image of a block's canvas from its LR read."""
+    rows = _reflect_index(np.arange(job.lr_need[0].start, job.lr_need[0].stop), lr_shape[0])
+    cols = _reflect_index(np.arange(job.lr_need[1].start, job.lr_need[1].stop), lr_shape[1])
+    window = np.asarray(lr)[np.ix_(rows - job.lr_read[0].start, cols - job.lr_read[1].start)]
+    norm = rng.normalize(window)
+    if scale == 1:
+        return norm
+    up = upsample_bicubic_window(norm, scale, HALO)
+    # ``up`` starts at HR pixel (need.start + HALO) * scale; the canvas may start later
+    oy = job.canvas[0].start - (job.lr_need[0].start + HALO) * scale
+    ox = job.canvas[1].start - (job.lr_need[1].start + HALO) * scale
+    return up[oy : oy + job.canvas[0].size, ox : ox + job.canvas[1].size]
+
+
+def restore_block(
+    lr: NDArray,
+    job: BlockJob,
+    plan: SamplingPlan,
+    rng: IntensityRange,
+    lr_shape: tuple[int, int],
+    scale: int,
+    with_std: bool,
+    denoiser: Denoiser,
+) -> NDArray[np.float32]:
+    """One block task: (1 or 2, h, w) = mean [and std] over samples in raw units."""
+    report = tile_reporter()
+    cond = conditioning(lr, job, lr_shape, scale, rng)
+    origin = (job.canvas[0].start, job.canvas[1].start)
+    x0 = sample_canvas(
+        denoiser, cond, origin, list(job.tiles), plan, plane=job.plane, report=report
+    )
+    crop = x0[:, job.block[0].slice(origin[0]), job.block[1].slice(origin[1])]
+    out = [rng.denormalize(crop.mean(axis=0))]
+    if with_std:
+        out.append((crop.std(axis=0) * np.float32(rng.span / 2.0)).astype(np.float32))
+    report.flush()
+    return np.stack(out).astype(np.float32)
+
+
+def _check_axes(axes: str | None, ndim: int) -> str:
+    if ndim < 2:
+        raise TilesrError(f"image must have at least 2 dimensions (y, x), got {ndim}")
+    if axes is None:
+        return "yx" if ndim == 2 else ""
+    axes = axes.lower()
+    if (
+        len(axes) != ndim
+        or not axes.endswith("yx")
+        or len(set(axes)) != len(axes)
+        or any(a not in AXES_CHARS for a in axes)
+    ):
+        raise TilesrError(
+            f"axes must name each of the {ndim} dimensions once from 'tczyx' and end "
+            f"with 'yx', got {axes!r}"
+        )
+    return axes
+
+
+def _load_denoiser(model: str | Path | Denoiser, threads: int | None) -> Denoiser:
+    if isinstance(model, str | Path):
+        from tilesr.denoisers.onnx_backend import OnnxDenoiser
+        from tilesr.engine.scheduling import threads_per_worker
+
+        return OnnxDenoiser(model, threads=threads or threads_per_worker())
+    if not isinstance(model, Denoiser):
+        raise TilesrError(
+            f"model must be a path to an .onnx file or a Denoiser, got {type(model).__name__}"
+        )
+    return model
+
+
+def _check_options(
+    samples: int,
+    steps: int | None,
+    sampler: str,
+    fuse: str,
+    batch_size: int | None,
+    block_size: int | None,
+    skip_background: float | None,
+    threads: int | None,
+) -> None:
+    if not isinstance(samples, int) or samples < 1:
+        raise TilesrError(f"samples must be a positive integer, got {samples!r}")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise TilesrError(f"steps must be a positive integer, got {steps!r}")
+    if sampler not in SAMPLER_NAMES:
+        raise TilesrError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {sampler!r}")
+    if fuse not in FUSE_MODES:
+        raise TilesrError(f"fuse must be one of {', '.join(FUSE_MODES)}, got {fuse!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise TilesrError(f"batch size must be a positive integer, got {batch_size!r}")
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 8):
+        raise TilesrError(f"block size must be an integer of at least 8, got {block_size!r}")
+    if skip_background is not None and not 0.0 <= skip_background <= 1.0:
+        raise TilesrError(f"skip_background must be in [0, 1], got {skip_background!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise TilesrError(f"threads must be a positive integer, got {threads!r}")
+
+
+def _default_batch(denoiser: Denoiser) -> int:
+    providers = getattr(denoiser, "providers", None) or ()
+    return 32 if "CUDAExecutionProvider" in providers else 8
+
+
+def restore(
+    image: da.Array,
+    model: str | Path | Denoiser,
+    *,
+    axes: str | None = None,
+    samples: int = 1,
+    steps: int | None = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    block_size: int | None = None,
+    fuse: str = "step",
+    uncertainty: bool = False,
+    skip_background: float | None = None,
+    intensity_range: IntensityRange | None = None,
+    threads: int | None = None,
+) -> RestoreResult:
+    """Restore an image lazily: super-resolve and/or denoise it with a diffusion model.
+
+    Parameters
+    ----------
+    image
+        Dask (or NumPy) array ``(..., Y, X)`` of raw intensities; leading axes (z/c/t)
+        are restored plane by plane. Any chunking: the result does not depend on it.
+    model
+        Path to an exported ``.onnx`` model, or any :class:`~tilesr.denoisers.Denoiser`.
+    axes
+        Names of the dimensions (e.g. ``"zyx"``), checked and recorded; default ``yx``
+        for 2-D input.
+    samples
+        Samples per pixel; the result is their mean.
+    steps
+        Network evaluations per sample (None: every training timestep).
+    sampler
+        ``ddpm``, ``ddim`` or ``dpmpp`` (DPM-Solver++(2M)).
+    seed
+        Seed of the coordinate-keyed noise.
+    tile_size, overlap
+        Tile geometry in output (HR) pixels; default from the model metadata.
+    batch_size
+        Tile-samples per network call (default 8 on CPU, 32 on CUDA); does not change
+        the result.
+    block_size
+        Output block (= chunk) edge in HR pixels; default a multiple of the tile stride
+        near 1024.
+    fuse
+        ``"step"``: blend the tiles' noise predictions on the canvas at every step
+        (MultiDiffusion), seamless. ``"final"``: sample each tile on its own and blend
+        only the final images (for comparison; faster to reason about, shows seams).
+    uncertainty
+        Also return the per-pixel standard deviation over the samples.
+    skip_background
+        If set (in [0, 1]), tiles whose brightest conditioning pixel is below
+        ``low + skip_background * (high - low)`` of the intensity range are not run
+        through the network; their pixels are the (upsampled) input. None: no skipping.
+    intensity_range
+        Raw intensities mapped to [-1, 1]; default the model's ``norm_low``/``norm_high``
+        percentiles of the whole input (computed now, from a strided subsample).
+    threads
+        ONNX Runtime intra-op threads when ``model`` is a path (default: cores divided
+        by the scheduler's workers).
+
+    Returns
+    -------
+    RestoreResult
+        Lazy ``image`` (and ``uncertainty``) with chunks ``(1, ..., 1, B, B)``.
+    """
+    import dask
+    import dask.array as da
+
+    if not isinstance(image, da.Array):
+        image = da.asarray(image)
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise TilesrError(f"image must hold integers or floats, got dtype {image.dtype}")
+    axes_used = _check_axes(axes, image.ndim)
+    if 0 in image.shape:
+        raise TilesrError(f"image is empty, shape {image.shape}")
+    _check_options(samples, steps, sampler, fuse, batch_size, block_size, skip_background, threads)
+    denoiser = _load_denoiser(model, threads)
+    meta = denoiser.metadata
+    tile = meta.tile_size if tile_size is None else tile_size
+    ovl = meta.overlap if overlap is None else overlap
+    check_tile_geometry(tile, ovl, meta.size_multiple)
+    block = block_size or default_block_size(tile, ovl)
+    batch = batch_size or _default_batch(denoiser)
+    scale = meta.scale
+    rng = intensity_range or global_intensity_range(image, meta.norm_low, meta.norm_high)
+    halo = tile if fuse == "step" else 0
+
+    plan = SamplingPlan(
+        schedule=meta.schedule,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        samples=samples,
+        tile_size=tile,
+        overlap=ovl,
+        batch_size=batch,
+        fuse=fuse,
+        background_below=None if skip_background is None else 2.0 * skip_background - 1.0,
+    )
+    lead = tuple(int(n) for n in image.shape[:-2])
+    lr_shape = (int(image.shape[-2]), int(image.shape[-1]))
+    hr_shape = (lr_shape[0] * scale, lr_shape[1] * scale)
+    n_out = 2 if uncertainty else 1
+    token = dask.base.tokenize(image.name, plan, rng, block, halo, n_out, denoiser)
+    task = dask.delayed(restore_block, pure=True)
+
+    planes = []
+    total_tiles = 0
+    for p in range(math.prod(lead)):
+        lead_index = np.unravel_index(p, lead) if lead else ()
+        rows = []
+        for i, by in enumerate(block_spans(hr_shape[0], block)):
+            row = []
+            for j, bx in enumerate(block_spans(hr_shape[1], block)):
+                job = plan_block(p, (by, bx), hr_shape, lr_shape, scale, tile, ovl, halo)
+                total_tiles += len(job.tiles)
+                window = image[
+                    (*(int(k) for k in lead_index), job.lr_read[0].slice(), job.lr_read[1].slice())
+                ]
+                value = task(
+                    window, job, plan, rng, lr_shape, scale, uncertainty, denoiser,
+                    dask_key_name=f"tilesr-block-{token}-{p}-{i}-{j}",
+                )
+                row.append(da.from_delayed(value, (n_out, by.size, bx.size), dtype=np.float32))
+            rows.append(row)
+        planes.append(da.block(rows))
+    stacked = da.stack(planes, axis=1).reshape((n_out, *lead, *hr_shape))
+
+    settings = {
+        "sampler": sampler,
+        "steps": steps,
+        "samples": samples,
+        "seed": seed,
+        "tile": tile,
+        "overlap": ovl,
+        "block": block,
+        "halo": halo,
+        "fuse": fuse,
+        "skip_background": skip_background,
+        "uncertainty": uncertainty,
+        "scale": scale,
+        "axes": axes_used,
+        "tiles": total_tiles,
+    }
+    return RestoreResult(
+        image=stacked[0],
+        uncertainty=stacked[1] if uncertainty else None,
+        intensity_range=rng,
+        metadata=meta,
+        settings=settings,
+    )

@@ -1,0 +1,151 @@
+"""Where block tasks run: the local threaded scheduler or a dask.distributed cluster.
+
+ONNX Runtime parallelises inside each network call (intra-op threads) and dask runs
+several blocks at once (workers); the two are sized together so that workers x
+threads is about the number of cores, instead of each block grabbing every core.
+
+Note: with zarr 3, ``dask.array.to_zarr(..., scheduler=...)`` fails; everything here
+sets the scheduler through ``dask.config.set`` (or a default ``Client``) instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tilesr.errors import TilesrError
+
+LOCAL_CLUSTER_PREFIX = "local-cluster:"
+_CONNECT_TIMEOUT = "5s"
+
+# workers of the scheduler_context currently open (None: none open)
+_ACTIVE_WORKERS: list[int] = []
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects affinity masks and cgroup pinning)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(cores: int | None = None) -> int:
+    """Blocks restored at once on the local scheduler: about one per 4 cores."""
+    cores = cores or available_cores()
+    # ORT scales well to ~4 threads per call on conv nets; beyond that more blocks in
+    # parallel use the cores better (at the price of one canvas in memory each)
+    return max(1, cores // 4)
+
+
+def threads_per_worker(workers: int | None = None, *, cores: int | None = None) -> int:
+    """ONNX Runtime intra-op threads per worker so that workers x threads ~ cores.
+
+    Parameters
+    ----------
+    workers
+        Concurrent block tasks; default: those of the open :func:`scheduler_context`,
+        else :func:`default_workers`.
+    cores
+        Cores to share (default: those available to this process).
+    """
+    cores = cores or available_cores()
+    if workers is None:
+        workers = _ACTIVE_WORKERS[-1] if _ACTIVE_WORKERS else default_workers(cores)
+    if workers < 1:
+        raise TilesrError(f"number of workers must be positive, got {workers}")
+    return max(1, cores // workers)
+
+
+@dataclass(frozen=True)
+class SchedulerInfo:
+    """What :func:`scheduler_context` set up."""
+
+    kind: str  # "threads", "local-cluster" or "distributed"
+    workers: int
+    threads_per_worker: int
+    address: str | None = None
+    client: Any = None
+
+
+def _parse_local_cluster(address: str) -> int:
+    count = address[len(LOCAL_CLUSTER_PREFIX) :]
+    try:
+        n = int(count)
+    except ValueError:
+        raise TilesrError(
+            f"scheduler {address!r}: expected 'local-cluster:N' with an integer N"
+        ) from None
+    if n < 1:
+        raise TilesrError(f"scheduler {address!r}: the number of workers must be positive")
+    return n
+
+
+@contextmanager
+def scheduler_context(
+    address: str | None = None, *, workers: int | None = None
+) -> Iterator[SchedulerInfo]:
+    """Run dask computations inside the block on the chosen scheduler.
+
+    Parameters
+    ----------
+    address
+        None: the local threaded scheduler. ``"local-cluster:N"``: start a
+        ``distributed.LocalCluster`` of N single-threaded worker processes for the
+        duration of the block. Anything else: the address of a running dask scheduler
+        (e.g. ``tcp://host:8786``).
+    workers
+        Threaded scheduler only: concurrent block tasks (default: about cores / 4).
+
+    Yields
+    ------
+    SchedulerInfo
+        Pass ``info.threads_per_worker`` as ``restore(..., threads=...)``.
+    """
+    import dask
+
+    cores = available_cores()
+    with ExitStack() as stack:
+        if address is None:
+            n = workers or default_workers(cores)
+            if n < 1:
+                raise TilesrError(f"number of workers must be positive, got {n}")
+            stack.enter_context(dask.config.set(scheduler="threads", num_workers=n))
+            info = SchedulerInfo("threads", n, threads_per_worker(n, cores=cores))
+        elif address.startswith(LOCAL_CLUSTER_PREFIX):
+            from distributed import Client, LocalCluster
+
+            n = _parse_local_cluster(address)
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=n,
+                    processes=True,
+                    threads_per_worker=1,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+            )
+            client = stack.enter_context(Client(cluster, set_as_default=True))
+            info = SchedulerInfo("local-cluster", n, threads_per_worker(n, cores=cores),
+                                 cluster.scheduler_address, client)
+        else:
+            from distributed import Client
+
+            try:
+                client = Client(address, timeout=_CONNECT_TIMEOUT, set_as_default=True)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise TilesrError(
+                    f"cannot reach the dask scheduler at {address!r} ({type(exc).__name__})"
+                ) from None
+            stack.enter_context(client)
+            n = max(1, len(client.scheduler_info().get("workers", {})))
+            # remote workers have their own cores; one ORT thread per dask thread there
+            info = SchedulerInfo("distributed", n, 1, address, client)
+        _ACTIVE_WORKERS.append(info.workers)
+        try:
+            yield info
+        finally:
+            _ACTIVE_WORKERS.pop()
