@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+import yaml
+
+from tilesr.errors import TilesrError
+from tilesr.training.config import (
+    ForwardModelSource,
+    SimulatedSource,
+    W2SSource,
+    config_from_dict,
+    load_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _tiny() -> dict[str, Any]:
+    return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """The tiny config with one dotted key set (sources addressed as data.sources.0.x)."""
+    raw = copy.deepcopy(_tiny())
+    *parents, last = path.split(".")
+    node: Any = raw
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return raw
+
+
+def test_shipped_configs_load() -> None:
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    assert tiny.model.channels == (8, 16)
+    assert isinstance(tiny.data.sources[0], SimulatedSource)
+    default = load_config(CONFIGS / "default.yaml")
+    kinds = [s.kind for s in default.data.sources]
+    assert kinds == ["simulated", "forward_model", "w2s"]
+    forward = default.data.sources[1]
+    assert isinstance(forward, ForwardModelSource)
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in forward.paths)
+
+
+def test_round_trip_through_dict() -> None:
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    assert config_from_dict(tiny.to_dict()) == tiny
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("training.stepz", 3, "'stepz'.*'training'"),
+        ("model.width", 3, "'width'.*'model'"),
+        ("data.sources.0.sizee", 3, "'sizee'.*simulated"),
+        ("colour", "red", "'colour'"),
+        ("export.overlap", 32, "32 versus 32"),
+        ("export.tile_size", 34, "multiple of 4.*34"),
+        ("training.patch_size", 30, "multiple of 4.*30"),
+        ("training.lr", -0.001, "lr.*-0.001"),
+        ("training.steps", 0, "steps.*0"),
+        ("training.loss", "huber", "'huber'"),
+        ("validation.sampler", "euler", "'euler'"),
+        ("data.sources.0.kind", "imagenet", "'imagenet'"),
+        ("training.batch_size", "eight", "batch_size.*'eight'"),
+        ("diffusion.kind", "sigmoid", "'sigmoid'"),
+        ("data.sources.0.val_seed", 0, "val_seed"),
+    ],
+)
+def test_bad_values_are_named(path: str, value: Any, named: str) -> None:
+    with pytest.raises(TilesrError, match=named):
+        config_from_dict(_with(path, value))
+
+
+def test_missing_data_path_is_named(tmp_path: Path) -> None:
+    raw = _tiny()
+    raw["data"]["sources"] = [{"kind": "w2s", "root": "no/such/w2s", "bin_lr": True}]
+    with pytest.raises(TilesrError, match="no/such/w2s"):
+        config_from_dict(raw, base_dir=tmp_path)
+
+
+def test_relative_paths_resolve_next_to_the_config_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cfg" / "w2s").mkdir(parents=True)
+    (tmp_path / "w2s").mkdir()
+    raw = _tiny()
+    raw["data"]["sources"] = [{"kind": "w2s", "root": "w2s", "bin_lr": True}]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg" / "c.yaml").write_text(yaml.safe_dump(raw))
+    source = load_config(tmp_path / "cfg" / "c.yaml").data.sources[0]
+    assert isinstance(source, W2SSource)
+    assert Path(source.root) == (tmp_path / "cfg" / "w2s").resolve()
+    (tmp_path / "cfg" / "w2s").rmdir()  # now only the working directory has it
+    source = load_config(tmp_path / "cfg" / "c.yaml").data.sources[0]
+    assert Path(source.root) == (tmp_path / "w2s").resolve()
+
+
+def test_same_grid_source_needs_binning_for_super_resolution(tmp_path: Path) -> None:
+    (tmp_path / "w2s").mkdir()
+    raw = _tiny()
+    raw["data"]["sources"] = [{"kind": "w2s", "root": str(tmp_path / "w2s")}]
+    with pytest.raises(TilesrError, match="bin_lr"):
+        config_from_dict(raw)
+
+
+def test_w2s_fields_must_not_overlap_validation(tmp_path: Path) -> None:
+    raw = _tiny()
+    raw["data"]["sources"] = [
+        {"kind": "w2s", "root": str(tmp_path), "fields": [1, 2], "val_fields": [2], "bin_lr": True}
+    ]
+    with pytest.raises(TilesrError, match=r"\[2\]"):
+        config_from_dict(raw)
+
+
+def test_both_tutorial_schedules_are_expressible() -> None:
+    a = config_from_dict(
+        _with(
+            "diffusion", {"kind": "linear", "timesteps": 2000, "beta_start": 1e-6, "beta_end": 0.01}
+        )
+    )
+    assert (a.diffusion.timesteps, a.diffusion.beta_start, a.diffusion.beta_end) == (
+        2000,
+        1e-6,
+        0.01,
+    )
+    b = config_from_dict(_with("diffusion", {"kind": "cosine", "timesteps": 1000}))
+    assert b.diffusion.kind == "cosine"
+
+
+def test_yaml_float_without_dot_is_accepted(tmp_path: Path) -> None:
+    text = (CONFIGS / "tiny.yaml").read_text().replace("lr: 2.0e-3", "lr: 2e-3")
+    (tmp_path / "c.yaml").write_text(text)
+    assert load_config(tmp_path / "c.yaml").training.lr == pytest.approx(2e-3)
+
+
+def test_overrides_are_checked() -> None:
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    assert tiny.with_overrides(steps=5, output_dir="x").training.steps == 5
+    with pytest.raises(TilesrError, match=r"steps.*0"):
+        tiny.with_overrides(steps=0)
