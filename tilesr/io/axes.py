@@ -1,0 +1,259 @@
+"""Axis names, physical units and OME-NGFF ``multiscales`` metadata (0.4 and 0.5).
+
+tilesr names axes with lowercase letters from ``tczyx`` in NGFF order (time, channel,
+space) and always ends with ``yx``: the engine restores the last two axes and walks the
+leading ones plane by plane.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tilesr.errors import TilesrError
+
+AXIS_LETTERS = "tczyx"
+AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+# OME-XML / ImageJ spellings -> NGFF unit names (NGFF accepts only UDUNITS-2 names)
+_UNIT_ALIASES = {
+    "micrometer": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "um": "micrometer",
+    "µm": "micrometer",
+    "μm": "micrometer",
+    "\\u00b5m": "micrometer",
+    "nanometer": "nanometer",
+    "nm": "nanometer",
+    "millimeter": "millimeter",
+    "mm": "millimeter",
+    "centimeter": "centimeter",
+    "cm": "centimeter",
+    "meter": "meter",
+    "m": "meter",
+    "angstrom": "angstrom",
+    "å": "angstrom",
+    "picometer": "picometer",
+    "pm": "picometer",
+    "second": "second",
+    "s": "second",
+    "sec": "second",
+    "millisecond": "millisecond",
+    "ms": "millisecond",
+    "microsecond": "microsecond",
+    "us": "microsecond",
+    "µs": "microsecond",
+    "nanosecond": "nanosecond",
+    "ns": "nanosecond",
+    "minute": "minute",
+    "min": "minute",
+    "hour": "hour",
+    "h": "hour",
+}
+
+
+def check_axes(axes: str, shape: tuple[int, ...], *, source: str = "image") -> str:
+    """Validate an axes string against an array shape and return it.
+
+    Parameters
+    ----------
+    axes
+        Lowercase letters from ``tczyx``, unique, in any order that ends with ``yx``.
+    shape
+        Shape of the array the axes describe; its length must equal ``len(axes)``.
+    source
+        What the axes belong to, for the error message.
+
+    Returns
+    -------
+    str
+        ``axes`` unchanged.
+
+    Raises
+    ------
+    TilesrError
+        If any rule above is broken; the message names the offending value.
+    """
+    if not isinstance(axes, str) or not axes:
+        raise TilesrError(f"{source}: axes must be a non-empty string such as 'zyx', got {axes!r}")
+    bad = sorted(set(axes) - set(AXIS_LETTERS))
+    if bad:
+        raise TilesrError(
+            f"{source}: axes {axes!r} contain {''.join(bad)!r}; use lowercase letters from 'tczyx'"
+        )
+    if len(set(axes)) != len(axes):
+        raise TilesrError(f"{source}: axes {axes!r} repeat a letter")
+    if not axes.endswith("yx"):
+        raise TilesrError(f"{source}: axes {axes!r} must end with 'yx'")
+    if len(axes) != len(shape):
+        raise TilesrError(
+            f"{source}: axes {axes!r} name {len(axes)} dimensions but the array has "
+            f"{len(shape)} (shape {tuple(shape)})"
+        )
+    return axes
+
+
+def normalize_unit(unit: object) -> str | None:
+    """NGFF name of a unit spelled the OME-XML or ImageJ way, or None when unknown."""
+    if not isinstance(unit, str):
+        return None
+    key = unit.strip().lower()
+    return _UNIT_ALIASES.get(key) or _UNIT_ALIASES.get(unit.strip())
+
+
+def check_pixel_size(value: object, axis: str, *, source: str) -> float:
+    """A physical pixel size as a positive finite float, or TilesrError naming it."""
+    try:
+        size = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TilesrError(
+            f"{source}: pixel size of axis {axis!r} is not a number: {value!r}"
+        ) from None
+    if not math.isfinite(size) or size <= 0:
+        raise TilesrError(
+            f"{source}: pixel size of axis {axis!r} must be positive and finite, got {value!r}"
+        )
+    return size
+
+
+def ngff_axes(axes: str, units: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """NGFF ``axes`` entries (name, type, unit for space and time axes)."""
+    units = units or {}
+    out = []
+    for name in axes:
+        entry = {"name": name, "type": AXIS_TYPES[name]}
+        unit = units.get(name)
+        if unit and name != "c":
+            entry["unit"] = unit
+        out.append(entry)
+    return out
+
+
+def multiscales_attrs(
+    axes: str,
+    paths: list[str],
+    *,
+    pixel_sizes: Mapping[str, float] | None = None,
+    units: Mapping[str, str] | None = None,
+    factor: int = 2,
+    zarr_format: int = 3,
+    name: str = "image",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Group attributes declaring ``paths`` as a pyramid downsampled ``factor``x per level in y/x.
+
+    Parameters
+    ----------
+    axes
+        tilesr axes string of every level.
+    paths
+        Array paths of the levels, finest first.
+    pixel_sizes, units
+        Physical pixel size and unit per axis of level 0; missing axes get 1.0 and no unit.
+    factor
+        Downsampling factor between consecutive levels along y and x.
+    zarr_format
+        3 writes NGFF 0.5 (attributes under ``ome``), 2 writes NGFF 0.4.
+    name
+        Name of the multiscale image.
+    extra
+        Further attributes merged into the result (e.g. provenance).
+
+    Returns
+    -------
+    dict
+        Attributes for the group holding the levels.
+    """
+    sizes = dict(pixel_sizes or {})
+    datasets = []
+    for level, path in enumerate(paths):
+        scale, shift = [], []
+        for ax in axes:
+            base = 1.0 if ax == "c" else float(sizes.get(ax, 1.0))
+            f = factor**level if ax in "yx" else 1
+            scale.append(base * f)
+            # a 2x mean puts the coarse pixel centre half a fine pixel further in
+            shift.append(base * (f - 1) / 2.0)
+        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+        if any(shift):
+            transforms.append({"type": "translation", "translation": shift})
+        datasets.append({"path": path, "coordinateTransformations": transforms})
+    multiscale: dict[str, Any] = {
+        "axes": ngff_axes(axes, units),
+        "datasets": datasets,
+        "name": name,
+    }
+    multiscale["type"] = "mean"
+    attrs: dict[str, Any]
+    if zarr_format == 3:
+        attrs = {"ome": {"version": "0.5", "multiscales": [multiscale]}}
+    else:
+        attrs = {"multiscales": [{"version": "0.4", **multiscale}]}
+    if extra:
+        attrs.update(extra)
+    return attrs
+
+
+def parse_multiscales(attrs: Mapping[str, Any], *, source: str) -> dict[str, Any] | None:
+    """The first ``multiscales`` entry of NGFF 0.5 or 0.4 group attributes, or None if absent."""
+    ome = attrs.get("ome")
+    raw = ome.get("multiscales") if isinstance(ome, Mapping) else attrs.get("multiscales")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], Mapping):
+        raise TilesrError(f"{source}: 'multiscales' metadata must be a non-empty list of objects")
+    return dict(raw[0])
+
+
+def multiscale_axes(
+    multiscale: Mapping[str, Any], *, source: str
+) -> tuple[list[str], dict[str, str]]:
+    """Axis names and units of a multiscales entry (0.4/0.5 objects or 0.3 plain names)."""
+    raw = multiscale.get("axes")
+    if not isinstance(raw, list) or not raw:
+        raise TilesrError(f"{source}: multiscales metadata has no 'axes' list")
+    names, units = [], {}
+    for entry in raw:
+        if isinstance(entry, str):
+            name = entry
+        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            name = entry["name"]
+            unit = normalize_unit(entry.get("unit"))
+            if unit:
+                units[name.lower()] = unit
+        else:
+            raise TilesrError(f"{source}: malformed axis entry {entry!r} in multiscales metadata")
+        names.append(name.lower())
+    return names, units
+
+
+def dataset_scale(
+    multiscale: Mapping[str, Any], level: int, names: list[str], *, source: str
+) -> list[float]:
+    """Physical pixel size per axis of dataset ``level`` (dataset scale times global scale)."""
+    ndim = len(names)
+    scale = [1.0] * ndim
+    per_level = multiscale["datasets"][level].get("coordinateTransformations")
+    for transforms in (per_level, multiscale.get("coordinateTransformations")):
+        if transforms is None:
+            continue
+        if not isinstance(transforms, list):
+            raise TilesrError(
+                f"{source}: coordinateTransformations must be a list, got {transforms!r}"
+            )
+        for tr in transforms:
+            if not isinstance(tr, Mapping) or tr.get("type") != "scale":
+                continue
+            values = tr.get("scale")
+            if not isinstance(values, list) or len(values) != ndim:
+                raise TilesrError(
+                    f"{source}: scale {values!r} of level {level} does not have one entry "
+                    f"per axis {names}"
+                )
+            scale = [
+                s * check_pixel_size(v, name, source=source)
+                for s, v, name in zip(scale, values, names, strict=True)
+            ]
+    return scale

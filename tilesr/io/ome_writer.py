@@ -1,0 +1,235 @@
+"""One-shot multiscale OME-Zarr writer and the helpers both writers share.
+
+Level 0 is written from the (lazy) input; every coarser level is a 2x mean in y/x of
+the level before it, read back from the store, so the pyramid never recomputes the
+input. Writes go through the scheduler configured with ``dask.config.set``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from tilesr.errors import TilesrError
+from tilesr.io.axes import check_axes, check_pixel_size, multiscales_attrs
+
+# stop downsampling once the smaller of y/x would drop below this
+PYRAMID_MIN_SIDE = 256
+# largest zarr chunk edge along y/x: keeps chunks a few MB for viewers
+MAX_CHUNK_EDGE = 1024
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
+
+
+def write_ome_zarr(
+    path: str | os.PathLike[str],
+    image: da.Array | np.ndarray[Any, Any],
+    *,
+    axes: str,
+    pixel_sizes: Mapping[str, float] | None = None,
+    units: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    zarr_format: int = 3,
+    attrs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> None:
+    """Write ``image`` as a multiscale OME-Zarr image.
+
+    Parameters
+    ----------
+    path
+        Output folder (``.zarr``).
+    image
+        Pixels; dask arrays are written chunk by chunk without loading the whole image.
+    axes
+        Letters from ``tczyx`` ending with ``yx``, one per dimension.
+    pixel_sizes
+        Physical pixel size per axis of level 0 (default 1.0).
+    units
+        NGFF unit name per axis (e.g. ``{"y": "micrometer", "x": "micrometer"}``).
+    overwrite
+        Replace an existing zarr store at ``path``; without it an existing path is refused.
+    zarr_format
+        3 (default) writes NGFF 0.5, 2 writes NGFF 0.4.
+    attrs
+        Extra group attributes (e.g. ``{"tilesr": {...}}`` provenance).
+    progress
+        Show a progress bar while writing.
+
+    Raises
+    ------
+    TilesrError
+        If the path exists (without ``overwrite``), is not a zarr store, or the axes,
+        pixel sizes or format are invalid.
+    """
+    import zarr
+
+    out = Path(path)
+    array = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+    check_axes(axes, tuple(array.shape), source="write_ome_zarr")
+    sizes = check_sizes(pixel_sizes, axes)
+    check_format(zarr_format)
+    if array.dtype.kind not in "uif":
+        raise TilesrError(f"cannot write pixel type {array.dtype} (need integer or floating point)")
+    prepare_output_path(out, overwrite=overwrite)
+
+    group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+    shapes = pyramid_shapes(tuple(array.shape))
+    chunks = store_chunks(array)
+    target = group.create_array(
+        "0", shape=array.shape, chunks=chunks, dtype=array.dtype, fill_value=0
+    )
+    with _progress(progress):
+        da.store(array.rechunk(chunks), target, lock=False)  # type: ignore[arg-type]
+        write_pyramid(group, shapes, progress=False)
+    paths = [str(i) for i in range(len(shapes))]
+    group.attrs.update(
+        multiscales_attrs(
+            axes,
+            paths,
+            pixel_sizes=sizes,
+            units=units,
+            zarr_format=zarr_format,
+            name=out.stem,
+            extra=attrs,
+        )
+    )
+
+
+def check_format(zarr_format: int) -> None:
+    if zarr_format not in (2, 3):
+        raise TilesrError(
+            f"zarr format must be 2 (OME-NGFF 0.4) or 3 (OME-NGFF 0.5), got {zarr_format!r}"
+        )
+
+
+def check_sizes(pixel_sizes: Mapping[str, float] | None, axes: str) -> dict[str, float]:
+    """Pixel sizes restricted to ``axes``, each positive and finite."""
+    sizes = {}
+    for axis, value in (pixel_sizes or {}).items():
+        if axis in axes and axis != "c":
+            sizes[axis] = check_pixel_size(value, axis, source="output")
+    return sizes
+
+
+def prepare_output_path(out: Path, *, overwrite: bool) -> None:
+    """Refuse an existing output unless ``overwrite``; then remove it if it is a zarr store."""
+    if not out.exists():
+        return
+    if not overwrite:
+        raise TilesrError(f"{out} exists; use --overwrite to replace it")
+    remove_store(out)
+
+
+def remove_store(out: Path) -> None:
+    """Delete a zarr store, refusing anything that does not look like one."""
+    if out.is_dir() and (any((out / m).exists() for m in _ZARR_MARKERS) or not any(out.iterdir())):
+        shutil.rmtree(out)
+        return
+    raise TilesrError(f"{out} exists and is not a zarr store; refusing to delete it")
+
+
+def pyramid_shapes(
+    shape: tuple[int, ...], min_side: int = PYRAMID_MIN_SIDE
+) -> list[tuple[int, ...]]:
+    """Level shapes: halve y and x (rounding down) while the smaller side exceeds ``min_side``."""
+    shapes = [tuple(shape)]
+    while min(shapes[-1][-2:]) > min_side and min(shapes[-1][-2:]) >= 2:
+        last = shapes[-1]
+        shapes.append((*last[:-2], last[-2] // 2, last[-1] // 2))
+    return shapes
+
+
+def store_chunks(array: da.Array) -> tuple[int, ...]:
+    """Zarr chunks every dask chunk boundary of ``array`` falls on, at most MAX_CHUNK_EDGE in y/x.
+
+    Aligning zarr chunks to dask blocks means no two tasks ever write the same zarr
+    chunk, which is what makes lock-free parallel (and distributed) writes safe.
+    """
+    out = []
+    for i, dim_chunks in enumerate(array.chunks):
+        step = 0
+        for c in dim_chunks[:-1]:
+            step = math.gcd(step, c)
+        step = step or dim_chunks[0]
+        if i >= array.ndim - 2:
+            while step > MAX_CHUNK_EDGE and step % 2 == 0:
+                step //= 2
+        out.append(max(1, step))
+    return tuple(out)
+
+
+def cast_to(block: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """Convert to ``dtype``: integers are rounded and clipped to their range, never wrapped."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        values = np.nan_to_num(
+            np.asarray(block, dtype=np.float64), nan=0.0, posinf=info.max, neginf=info.min
+        )
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    if dtype.kind == "f":
+        finfo = np.finfo(dtype)
+        values = np.asarray(block)
+        if values.dtype.itemsize > dtype.itemsize:
+            values = np.clip(values, finfo.min, finfo.max)
+        return values.astype(dtype)
+    return np.asarray(block).astype(dtype)
+
+
+def downsample2(array: da.Array) -> da.Array:
+    """2x mean in y/x (odd trailing rows/columns dropped), in the input's dtype."""
+    factors = {array.ndim - 2: 2, array.ndim - 1: 2}
+    means = da.coarsen(np.mean, array.astype(np.float64), factors, trim_excess=True)
+    return means.map_blocks(cast_to, array.dtype, dtype=array.dtype)
+
+
+def write_pyramid(
+    group: Any, shapes: list[tuple[int, ...]], *, progress: bool = False, prefix: str = ""
+) -> None:
+    """Write levels 1.. of ``group`` from level 0 already in the store, each from the one before."""
+    level0 = group[f"{prefix}0"]
+    chunks = tuple(level0.chunks)
+    for level in range(1, len(shapes)):
+        source = da.from_zarr(group[f"{prefix}{level - 1}"])
+        # read whole 2x2 blocks of the level above so that each output chunk is one task
+        src_chunks = tuple(
+            c if i < source.ndim - 2 else min(2 * c, n)
+            for i, (c, n) in enumerate(zip(chunks, source.shape, strict=True))
+        )
+        smaller = downsample2(source.rechunk(src_chunks))
+        if smaller.shape != shapes[level]:
+            raise AssertionError(f"pyramid level {level}: {smaller.shape} != {shapes[level]}")
+        level_chunks = tuple(min(c, n) for c, n in zip(chunks, shapes[level], strict=True))
+        target = group.create_array(
+            f"{prefix}{level}",
+            shape=shapes[level],
+            chunks=level_chunks,
+            dtype=level0.dtype,
+            fill_value=0,
+            overwrite=True,
+        )
+        with _progress(progress):
+            da.store(smaller.rechunk(level_chunks), target, lock=False)
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NullContext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar()

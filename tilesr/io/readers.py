@@ -1,0 +1,476 @@
+"""Lazy image readers: OME-Zarr (NGFF 0.4 / 0.5), plain zarr arrays, TIFF / OME-TIFF / BigTIFF.
+
+Every reader returns a dask array whose tasks open the file *by path* inside the
+worker, so graphs pickle for distributed runs and nothing is read until computed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from tilesr.errors import TilesrError
+from tilesr.io.axes import (
+    check_axes,
+    check_pixel_size,
+    dataset_scale,
+    multiscale_axes,
+    normalize_unit,
+    parse_multiscales,
+)
+
+# chunk edge the readers aim for along y and x: large enough for few tasks, small
+# enough that a chunk of a whole-slide image fits comfortably in memory
+TARGET_CHUNK = 1024
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A lazily opened image and what its metadata says about it.
+
+    Attributes
+    ----------
+    data
+        The pixels, never loaded as a whole.
+    axes
+        Lowercase letters from ``tczyx`` ending with ``yx``, one per dimension of ``data``.
+    pixel_sizes
+        Physical pixel size of every non-channel axis (1.0 where the file says nothing).
+    units
+        NGFF unit name per axis where the file declares one.
+    path
+        The path the image was opened from.
+    kind
+        ``"ome-zarr"``, ``"zarr"``, ``"ome-tiff"``, ``"imagej-tiff"`` or ``"tiff"``.
+    """
+
+    data: da.Array
+    axes: str
+    pixel_sizes: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+    kind: str = ""
+
+
+def open_image(
+    path: str | os.PathLike[str], *, axes: str | None = None, level: int = 0
+) -> InputImage:
+    """Open an OME-Zarr, zarr or TIFF image lazily.
+
+    Parameters
+    ----------
+    path
+        An OME-Zarr image (NGFF 0.4 with zarr v2, or 0.5 with zarr v3), a plain zarr
+        array, or a TIFF / OME-TIFF / ImageJ / BigTIFF file.
+    axes
+        Override the axes the metadata declare (e.g. ``"zyx"``); required for plain
+        arrays with more than two dimensions and for TIFFs whose axes are ambiguous.
+        For TIFFs with RGB samples, the samples axis is moved in front of ``yx`` first.
+    level
+        Pyramid level to read (0 = full resolution).
+
+    Returns
+    -------
+    InputImage
+        The lazily read image with its axes and physical pixel sizes.
+
+    Raises
+    ------
+    TilesrError
+        If the path is missing, not an image, corrupt, has an unsupported dtype, empty
+        axes, absurd metadata, or ``level`` is out of range.
+    """
+    p = Path(path)
+    if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+        raise TilesrError(f"level must be a non-negative integer, got {level!r}")
+    if not p.exists():
+        raise TilesrError(f"input {str(p)!r} does not exist")
+    if p.is_dir():
+        image = _open_zarr(p, axes=axes, level=level)
+    elif _is_tiff(p):
+        image = _open_tiff(p, axes=axes, level=level)
+    elif (p / "zarr.json").exists() or p.suffix == ".zarr":
+        image = _open_zarr(p, axes=axes, level=level)
+    else:
+        raise TilesrError(f"{str(p)!r} is not a supported image (expected OME-Zarr, zarr or TIFF)")
+    _check_array(image.data, source=str(p))
+    return image
+
+
+def _check_array(data: da.Array, *, source: str) -> None:
+    if data.dtype.kind not in "uif":
+        raise TilesrError(
+            f"{source}: pixel type {data.dtype} is not supported (need integer or floating point)"
+        )
+    if any(s == 0 for s in data.shape):
+        raise TilesrError(f"{source}: image has an empty axis (shape {data.shape})")
+    if data.ndim < 2:
+        raise TilesrError(f"{source}: need at least two dimensions, got shape {data.shape}")
+
+
+def _is_tiff(path: Path) -> bool:
+    if path.name.lower().endswith(_TIFF_SUFFIXES):
+        return True
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
+
+
+def read_chunks(shape: tuple[int, ...], native: tuple[int, ...]) -> tuple[int, ...]:
+    """Dask chunks: one plane deep, about ``TARGET_CHUNK`` in y/x, whole native chunks."""
+    out = []
+    for i, (size, nat) in enumerate(zip(shape, native, strict=True)):
+        nat = max(1, min(int(nat), size))
+        if i < len(shape) - 2:
+            out.append(1)
+            continue
+        if nat > 4 * TARGET_CHUNK:
+            # e.g. full-width TIFF strips: splitting them rereads strips but bounds memory
+            out.append(min(size, TARGET_CHUNK))
+        else:
+            out.append(min(size, nat * max(1, TARGET_CHUNK // nat)))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- zarr / OME-Zarr
+
+
+def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
+    import zarr
+
+    source = str(path)
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # zarr raises many types for non-stores
+        raise TilesrError(f"{source!r} is not a readable zarr store: {_first_line(exc)}") from None
+    if isinstance(node, zarr.Array):
+        if level != 0:
+            raise TilesrError(
+                f"{source}: level {level} requested but a plain zarr array has only level 0"
+            )
+        shape = tuple(node.shape)
+        if axes is None:
+            if len(shape) != 2:
+                raise TilesrError(
+                    f"{source}: plain zarr array of shape {shape} has no axes metadata; "
+                    "pass --axes (e.g. 'zyx')"
+                )
+            axes = "yx"
+        check_axes(axes, shape, source=source)
+        data = da.from_zarr(str(path), chunks=read_chunks(shape, tuple(node.chunks)))
+        return InputImage(data, axes, {a: 1.0 for a in axes if a != "c"}, {}, source, "zarr")
+
+    multiscale = parse_multiscales(dict(node.attrs), source=source)
+    if multiscale is None:
+        raise TilesrError(f"{source}: zarr group without OME-NGFF 'multiscales' metadata")
+    datasets = multiscale.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise TilesrError(f"{source}: multiscales metadata lists no datasets")
+    if level >= len(datasets):
+        raise TilesrError(
+            f"{source}: level {level} is out of range; the image has {len(datasets)} "
+            f"level(s), 0 to {len(datasets) - 1}"
+        )
+    entry = datasets[level]
+    ds_path = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(ds_path, str):
+        raise TilesrError(f"{source}: dataset {level} of the multiscales metadata has no path")
+    try:
+        array = zarr.open_array(store=str(path), path=ds_path, mode="r")
+    except Exception as exc:
+        raise TilesrError(
+            f"{source}: dataset {ds_path!r} cannot be opened: {_first_line(exc)}"
+        ) from None
+    shape = tuple(array.shape)
+    names, units = multiscale_axes(multiscale, source=source)
+    if len(names) != len(shape):
+        raise TilesrError(
+            f"{source}: metadata declares {len(names)} axes {names} but dataset {ds_path!r} "
+            f"has shape {shape}"
+        )
+    scale = dataset_scale(multiscale, level, names, source=source)
+    if axes is None:
+        axes = "".join(names)
+        if not all(len(n) == 1 for n in names):
+            raise TilesrError(f"{source}: axes {names} are not among 'tczyx'; pass --axes")
+    else:
+        # the override renames the axes; the scales and units stay with their positions
+        units = {axes[names.index(k)]: v for k, v in units.items()}
+    check_axes(axes, shape, source=source)
+    sizes = {a: s for a, s in zip(axes, scale, strict=True) if a != "c"}
+    data = da.from_zarr(
+        str(path), component=ds_path, chunks=read_chunks(shape, tuple(array.chunks))
+    )
+    return InputImage(
+        data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
+    )
+
+
+# ---------------------------------------------------------------- TIFF
+
+_TIFF_CACHE: dict[tuple[Any, ...], tuple[Any, Any, threading.Lock]] = {}
+_TIFF_CACHE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_tiff_cache() -> None:
+    with _TIFF_CACHE_LOCK:
+        for store, _, _ in _TIFF_CACHE.values():
+            store.close()
+        _TIFF_CACHE.clear()
+
+
+def _tiff_level_array(path: str, level: int) -> tuple[Any, threading.Lock]:
+    """A zarr view of one TIFF pyramid level, opened once per process and file version."""
+    import tifffile
+    import zarr
+
+    stat = os.stat(path)
+    key = (path, level, stat.st_mtime_ns, stat.st_size)
+    with _TIFF_CACHE_LOCK:
+        hit = _TIFF_CACHE.get(key)
+        if hit is None:
+            store = tifffile.imread(path, aszarr=True, series=0, level=level)
+            hit = (store, zarr.open_array(store=store, mode="r"), threading.Lock())
+            _TIFF_CACHE[key] = hit
+    return hit[1], hit[2]
+
+
+@dataclass(frozen=True)
+class _TiffRegion:
+    """Array-like view of a TIFF level for ``da.from_array``: pickles as its path."""
+
+    path: str
+    level: int
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
+        try:
+            array, lock = _tiff_level_array(self.path, self.level)
+            # one file handle per process: seeks and reads must not interleave
+            with lock:
+                return np.asarray(array[key])
+        except Exception as exc:
+            raise TilesrError(f"cannot read {self.path}: {_first_line(exc)}") from None
+
+
+def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
+    import tifffile
+
+    source = str(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise TilesrError(f"{source}: TIFF holds no image series")
+            series = tif.series[0]
+            levels = series.levels
+            if level >= len(levels):
+                raise TilesrError(
+                    f"{source}: level {level} is out of range; the image has {len(levels)} "
+                    f"level(s), 0 to {len(levels) - 1}"
+                )
+            chosen = levels[level]
+            shape, dtype, tif_axes = tuple(chosen.shape), np.dtype(chosen.dtype), series.axes
+            _check_not_truncated(chosen, path)
+            sizes, units, kind = _tiff_physical(tif, tif_axes, source=source)
+            for letter in "YX":
+                # the metadata describe level 0; coarser levels have proportionally larger pixels
+                if letter in sizes and letter in tif_axes:
+                    i = tif_axes.index(letter)
+                    sizes[letter] *= levels[0].shape[i] / shape[i]
+            native = _tiff_native_chunks(series, level)
+    except TilesrError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise TilesrError(f"{source} is not a readable TIFF: {_first_line(exc)}") from None
+    if dtype.kind not in "uif":
+        raise TilesrError(
+            f"{source}: pixel type {dtype} is not supported (need integer or floating point)"
+        )
+    if any(s == 0 for s in shape):
+        raise TilesrError(f"{source}: image has an empty axis (shape {shape})")
+
+    region = _TiffRegion(source, level, shape, dtype)
+    data = da.from_array(
+        region,
+        chunks=read_chunks(shape, native),
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+        asarray=False,
+        fancy=False,
+        lock=False,
+        inline_array=True,
+        name=f"tiff-{da.core.tokenize(source, level, os.stat(source).st_mtime_ns)}",
+    )
+    if "S" in tif_axes:
+        # RGB samples: put them in front of yx so that a channel axis can name them
+        s = tif_axes.index("S")
+        order = [i for i in range(len(tif_axes)) if i != s]
+        order.insert(len(order) - 2, s)
+        data = data.transpose(order)
+        tif_axes = "".join(tif_axes[i] for i in order)
+        if axes is None:
+            raise TilesrError(
+                f"{source}: TIFF stores RGB samples (tifffile axes {series.axes!r}, shape "
+                f"{shape}); tilesr restores single-channel planes: pass --axes naming the "
+                f"samples 'c', e.g. --axes {_guess_axes(tif_axes).replace('?', 'c')!r}"
+            )
+    if axes is None:
+        axes = _guess_axes(tif_axes)
+        if "?" in axes:
+            raise TilesrError(
+                f"{source}: cannot tell what the TIFF axes {series.axes!r} (shape {shape}) are; "
+                "pass --axes, e.g. 'tzyx'"
+            )
+        kept_sizes = {a: sizes.get(a.upper(), 1.0) for a in axes if a != "c"}
+        kept_units = {a: units[a.upper()] for a in axes if a.upper() in units and a != "c"}
+    else:
+        # the override renames axes; physical sizes follow the names tifffile gave
+        kept_sizes, kept_units = {}, {}
+        for new, old in zip(axes, tif_axes, strict=False):
+            if new == "c":
+                continue
+            kept_sizes[new] = sizes.get(old, 1.0)
+            if old in units:
+                kept_units[new] = units[old]
+    check_axes(axes, tuple(data.shape), source=source)
+    return InputImage(data, axes, kept_sizes, kept_units, source, kind)
+
+
+def _tiff_native_chunks(series: Any, level: int) -> tuple[int, ...]:
+    """Chunk shape of tifffile's zarr view of one level: tiles, strips or whole pages."""
+    import zarr
+
+    store = series.aszarr(level=level)
+    try:
+        return tuple(zarr.open_array(store=store, mode="r").chunks)
+    finally:
+        store.close()
+
+
+def _guess_axes(tif_axes: str) -> str:
+    """tifffile axis letters to tilesr's; unknown sequence axes become z, then t; '?' if unsure."""
+    out = []
+    for letter in tif_axes:
+        mapped = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x"}.get(letter)
+        out.append(mapped or "?")
+    # a single unnamed leading axis (Q, I: "some sequence of planes") is taken as a z-stack
+    unknown = [i for i, a in enumerate(out) if a == "?" and tif_axes[i] in "QI"]
+    if len(unknown) == 1 and "z" not in out:
+        out[unknown[0]] = "z"
+    return "".join(out)
+
+
+def _check_not_truncated(level: Any, path: Path) -> None:
+    """Refuse a TIFF whose image data would run past the end of the file."""
+    size = path.stat().st_size
+    end = 0
+    offset = getattr(level, "dataoffset", None)
+    if offset is not None:
+        end = int(offset) + int(level.nbytes)
+    else:
+        for page in level.pages:
+            if page is None:
+                continue
+            for off, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+                end = max(end, int(off) + int(count))
+    if end > size:
+        raise TilesrError(
+            f"{path} is truncated: image data end at byte {end} but the file has {size} bytes"
+        )
+
+
+def _tiff_physical(
+    tif: Any, tif_axes: str, *, source: str
+) -> tuple[dict[str, float], dict[str, str], str]:
+    """Pixel sizes and units keyed by tifffile axis letter, and the TIFF flavour."""
+    sizes: dict[str, float] = {}
+    units: dict[str, str] = {}
+    if tif.is_ome and tif.ome_metadata:
+        pixels = _ome_pixels(tif.ome_metadata)
+        if pixels is not None:
+            for axis, attr, default_unit in (
+                ("X", "PhysicalSizeX", "µm"),
+                ("Y", "PhysicalSizeY", "µm"),
+                ("Z", "PhysicalSizeZ", "µm"),
+                ("T", "TimeIncrement", "s"),
+            ):
+                if attr in pixels.attrib:
+                    sizes[axis] = check_pixel_size(pixels.attrib[attr], axis.lower(), source=source)
+                    unit = normalize_unit(pixels.attrib.get(attr + "Unit", default_unit))
+                    if unit:
+                        units[axis] = unit
+        return sizes, units, "ome-tiff"
+    page = tif.pages.first
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        unit = normalize_unit(meta.get("unit"))
+        for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            size = _resolution_size(page, tag)
+            if size is not None:
+                sizes[axis] = size
+                if unit:
+                    units[axis] = unit
+        spacing = meta.get("spacing")
+        if spacing is not None:
+            sizes["Z"] = check_pixel_size(spacing, "z", source=source)
+            if unit:
+                units["Z"] = unit
+        interval = meta.get("finterval")
+        if interval:
+            sizes["T"] = check_pixel_size(interval, "t", source=source)
+            units["T"] = "second"
+        return sizes, units, "imagej-tiff"
+    unit_tag = page.tags.get("ResolutionUnit")
+    if unit_tag is not None and int(unit_tag.value) == 3:  # centimetre: a physical resolution
+        for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            size = _resolution_size(page, tag)
+            if size is not None:
+                sizes[axis] = size * 1e4
+                units[axis] = "micrometer"
+    return sizes, units, "tiff"
+
+
+def _resolution_size(page: Any, tag: str) -> float | None:
+    """Pixel size from a rational resolution tag (pixels per unit), None if absent or zero."""
+    entry = page.tags.get(tag)
+    if entry is None:
+        return None
+    num, den = entry.value
+    if not num or not den:
+        return None
+    size = den / num
+    return size if math.isfinite(size) and size > 0 else None
+
+
+def _ome_pixels(xml: str) -> ET.Element | None:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for elem in root.iter():
+        if elem.tag.rsplit("}", 1)[-1] == "Pixels":
+            return elem
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

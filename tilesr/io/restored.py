@@ -1,0 +1,442 @@
+"""Resumable writer for restored images: OME-Zarr with an uncertainty image and provenance.
+
+Layout of an output ``OUT.zarr``::
+
+    OUT.zarr/                 group; attributes: OME-NGFF multiscales (levels "0", "1", ...)
+      0/ 1/ ...               the restored image pyramid (2x mean in y/x per level)
+      uncertainty/            optional group, its own multiscales image: per-pixel std
+        0/ 1/ ...             over the samples (float32, raw intensity units)
+      .tilesr/done/<index>    while writing only: one empty file per finished block
+
+The root attributes carry ``"tilesr": {"status": "incomplete" | "complete", "fingerprint":
+{...}, ...provenance}``. The NGFF ``multiscales`` attributes appear only once every block and
+the pyramid are written, so an interrupted output never looks like a finished image.
+Each block of the engine's output is one task that writes the image and the uncertainty
+of that block and then its marker; ``resume`` recomputes only blocks without a marker.
+The engine is deterministic per block (keyed noise), so a resumed output equals an
+uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from tilesr.errors import TilesrError
+from tilesr.io.axes import multiscales_attrs
+from tilesr.io.ome_writer import (
+    cast_to,
+    check_format,
+    check_sizes,
+    pyramid_shapes,
+    remove_store,
+    store_chunks,
+    write_pyramid,
+)
+
+UNCERTAINTY = "uncertainty"
+_DONE_DIR = (".tilesr", "done")
+
+
+class OutputState(Enum):
+    """What to do with the output path."""
+
+    NEW = "new"
+    REPLACE = "replace"
+    RESUME = "resume"
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What :func:`write_restored` did.
+
+    Attributes
+    ----------
+    path
+        The output store.
+    chunks_total
+        Number of processing blocks in the image.
+    chunks_written
+        Blocks computed and written by this call.
+    chunks_skipped
+        Blocks already finished by an earlier, interrupted run.
+    levels
+        Number of pyramid levels.
+    """
+
+    path: str
+    chunks_total: int
+    chunks_written: int
+    chunks_skipped: int
+    levels: int
+
+
+def output_state(
+    path: str | os.PathLike[str],
+    fingerprint: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> OutputState:
+    """Decide what writing to ``path`` means, before any expensive computation.
+
+    Parameters
+    ----------
+    path
+        The output store.
+    fingerprint
+        What must match for a run to continue an earlier one (model hash, options,
+        input shape...). Only the keys given are compared, so a caller can check the
+        cheap part early and the full fingerprint later.
+    overwrite
+        Replace an existing output (removed only when writing starts).
+    resume
+        Continue an interrupted output written with the same fingerprint.
+
+    Returns
+    -------
+    OutputState
+        ``NEW`` (nothing there), ``REPLACE``, ``RESUME`` or ``COMPLETE`` (nothing to do).
+
+    Raises
+    ------
+    TilesrError
+        If the output exists without ``overwrite``/``resume``, both flags are given, or a
+        resumed output was started with a different fingerprint.
+    """
+    out = Path(path)
+    if overwrite and resume:
+        raise TilesrError("--overwrite and --resume exclude each other: choose one")
+    if not out.exists():
+        return OutputState.NEW
+    if not resume:
+        if overwrite:
+            if not out.is_dir() or not _looks_like_zarr(out):
+                raise TilesrError(f"{out} exists and is not a zarr store; refusing to delete it")
+            return OutputState.REPLACE
+        raise TilesrError(
+            f"{out} exists; use --overwrite to replace it "
+            "or --resume to continue an interrupted run"
+        )
+    stored = _read_tilesr_attrs(out)
+    wanted = _normalize(dict(fingerprint))
+    have = stored.get("fingerprint", {})
+    for key, value in wanted.items():
+        if have.get(key) != value:
+            raise TilesrError(
+                f"cannot resume {out}: it was started with {key} = {_short(have.get(key))}, "
+                f"this run has {_short(value)}; use --overwrite to start again"
+            )
+    if stored.get("status") == "complete":
+        return OutputState.COMPLETE
+    return OutputState.RESUME
+
+
+def write_restored(
+    path: str | os.PathLike[str],
+    image: da.Array,
+    uncertainty: da.Array | None,
+    *,
+    axes: str,
+    pixel_sizes: Mapping[str, float] | None = None,
+    units: Mapping[str, str] | None = None,
+    dtype: np.dtype[Any] | str = "float32",
+    zarr_format: int = 3,
+    fingerprint: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+) -> WriteReport:
+    """Write a restored image (and its uncertainty) block by block, resumably.
+
+    Parameters
+    ----------
+    path
+        Output OME-Zarr folder.
+    image
+        Restored image; its dask chunks are the engine's processing blocks.
+    uncertainty
+        Per-pixel standard deviation with the same shape and chunks, or None.
+    axes
+        Axes of ``image`` (letters from ``tczyx`` ending with ``yx``).
+    pixel_sizes, units
+        Physical pixel size and NGFF unit per axis of the restored image.
+    dtype
+        Output pixel type of the image; integer types are rounded and clipped to their
+        range. The uncertainty is always float32.
+    zarr_format
+        3 (NGFF 0.5, default) or 2 (NGFF 0.4).
+    fingerprint
+        JSON-able settings a resumed run must match (see :func:`output_state`).
+    provenance
+        Further JSON-able attributes stored under ``tilesr``.
+    overwrite, resume
+        See :func:`output_state`.
+    progress
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    WriteReport
+        Blocks written and skipped.
+
+    Raises
+    ------
+    TilesrError
+        On a refused output path, a settings mismatch when resuming, or a failing block.
+    """
+    import zarr
+
+    out = Path(path)
+    check_format(zarr_format)
+    out_dtype = np.dtype(dtype)
+    if uncertainty is not None and (
+        uncertainty.shape != image.shape or uncertainty.chunks != image.chunks
+    ):
+        raise TilesrError(
+            f"uncertainty shape/chunks {uncertainty.shape} differ from the image's {image.shape}"
+        )
+    sizes = check_sizes(pixel_sizes, axes)
+    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
+    shapes = pyramid_shapes(tuple(image.shape))
+    total = int(np.prod(image.numblocks))
+    if state is OutputState.COMPLETE:
+        return WriteReport(str(out), total, 0, total, len(shapes))
+
+    chunks = store_chunks(image)
+    meta = {
+        **dict(provenance or {}),
+        "status": "incomplete",
+        "fingerprint": _normalize(dict(fingerprint)),
+        "layout": {"image": ".", UNCERTAINTY: UNCERTAINTY if uncertainty is not None else None},
+    }
+    if state is OutputState.RESUME:
+        group = zarr.open_group(str(out), mode="r+")
+        target, unc_target = _existing_targets(group, image, uncertainty, out_dtype, chunks, out)
+    else:
+        if state is OutputState.REPLACE:
+            remove_store(out)
+        group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+        group.attrs["tilesr"] = _normalize(meta)
+        target = group.create_array(
+            "0", shape=image.shape, chunks=chunks, dtype=out_dtype, fill_value=0
+        )
+        unc_target = None
+        if uncertainty is not None:
+            unc_target = group.create_group(UNCERTAINTY).create_array(
+                "0", shape=image.shape, chunks=chunks, dtype=np.float32, fill_value=0
+            )
+    done = out.joinpath(*_DONE_DIR)
+    done.mkdir(parents=True, exist_ok=True)
+
+    pending = [idx for idx in np.ndindex(*image.numblocks) if not (done / _marker(idx)).exists()]
+    _write_blocks(
+        image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
+    )
+
+    write_pyramid(group, shapes)
+    paths = [str(i) for i in range(len(shapes))]
+    if unc_target is not None:
+        unc_group = group[UNCERTAINTY]
+        write_pyramid(unc_group, shapes)
+        unc_group.attrs.update(
+            multiscales_attrs(
+                axes,
+                paths,
+                pixel_sizes=sizes,
+                units=units,
+                zarr_format=zarr_format,
+                name=UNCERTAINTY,
+            )
+        )
+    meta["status"] = "complete"
+    group.attrs.update(
+        multiscales_attrs(
+            axes,
+            paths,
+            pixel_sizes=sizes,
+            units=units,
+            zarr_format=zarr_format,
+            name=out.stem,
+            extra={"tilesr": _normalize(meta)},
+        )
+    )
+    # the markers only matter while incomplete; zarr warns about foreign folders
+    shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
+    return WriteReport(str(out), total, len(pending), total - len(pending), len(shapes))
+
+
+def _write_blocks(
+    image: da.Array,
+    uncertainty: da.Array | None,
+    target: Any,
+    unc_target: Any,
+    pending: Sequence[tuple[int, ...]],
+    done: Path,
+    dtype: np.dtype[Any],
+    *,
+    progress: bool,
+) -> None:
+    """One task per pending block: write image and uncertainty of the block, then its marker."""
+    if not pending:
+        return
+    starts = [np.concatenate([[0], np.cumsum(c)]) for c in image.chunks]
+    # optimize_graph=False keeps the engine's keys, so image and uncertainty of a block
+    # share one upstream task instead of each running the sampler
+    img_blocks = image.to_delayed(optimize_graph=False)
+    unc_blocks = uncertainty.to_delayed(optimize_graph=False) if uncertainty is not None else None
+    token = dask.base.tokenize(image.name, str(done))
+    tasks = []
+    for idx in pending:
+        region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))
+        unc = unc_blocks[idx] if unc_blocks is not None else None
+        tasks.append(
+            dask.delayed(_write_block, pure=False)(
+                img_blocks[idx],
+                unc,
+                target,
+                unc_target,
+                region,
+                str(done / _marker(idx)),
+                dtype,
+                dask_key_name=f"tilesr-write-{token}-{_marker(idx)}",
+            )
+        )
+    _run(tasks, progress=progress)
+
+
+def _write_block(
+    block: np.ndarray[Any, Any],
+    unc: np.ndarray[Any, Any] | None,
+    target: Any,
+    unc_target: Any,
+    region: tuple[slice, ...],
+    marker: str,
+    dtype: np.dtype[Any],
+) -> None:
+    target[region] = cast_to(block, dtype)
+    if unc_target is not None and unc is not None:
+        unc_target[region] = np.asarray(unc, dtype=np.float32)
+    # only now is the block finished: an interrupted write leaves no marker
+    Path(marker).touch()
+
+
+def _run(tasks: list[Any], *, progress: bool) -> None:
+    """Compute write tasks on the configured scheduler with a per-block progress bar."""
+    from tqdm.auto import tqdm
+
+    client = _distributed_client()
+    with tqdm(total=len(tasks), unit="block", disable=not progress, desc="restore") as bar:
+        if client is not None:
+            from distributed import as_completed
+
+            futures = client.compute(tasks)
+            for future in as_completed(futures):
+                future.result()  # re-raises a failed block here
+                bar.update(1)
+            return
+        from dask.callbacks import Callback
+
+        class _Bar(Callback):
+            def _posttask(
+                self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
+            ) -> None:
+                name = key[0] if isinstance(key, tuple) else key
+                if isinstance(name, str) and name.startswith("tilesr-write-"):
+                    bar.update(1)
+
+        with _Bar():
+            dask.compute(*tasks)
+
+
+def _distributed_client() -> Any:
+    """The distributed client dask would use now, or None for local schedulers."""
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    return owner if isinstance(owner, Client) else None
+
+
+def _existing_targets(
+    group: Any,
+    image: da.Array,
+    uncertainty: da.Array | None,
+    dtype: np.dtype[Any],
+    chunks: tuple[int, ...],
+    out: Path,
+) -> tuple[Any, Any]:
+    """The arrays of an interrupted output, checked against what this run would write."""
+    try:
+        target = group["0"]
+        unc_target = group[UNCERTAINTY]["0"] if uncertainty is not None else None
+    except KeyError as exc:
+        raise TilesrError(f"cannot resume {out}: array {exc} is missing; use --overwrite") from None
+    for arr, want in ((target, dtype), (unc_target, np.dtype(np.float32))):
+        if arr is None:
+            continue
+        if (
+            tuple(arr.shape) != tuple(image.shape)
+            or tuple(arr.chunks) != chunks
+            or arr.dtype != want
+        ):
+            raise TilesrError(
+                f"cannot resume {out}: stored array {arr.shape} {arr.dtype} chunks {arr.chunks} "
+                f"does not match this run ({image.shape} {want} chunks {chunks}); use --overwrite"
+            )
+    return target, unc_target
+
+
+def _read_tilesr_attrs(out: Path) -> dict[str, Any]:
+    import zarr
+
+    try:
+        group = zarr.open_group(str(out), mode="r")
+        attrs = group.attrs.get("tilesr")
+    except Exception:  # not a zarr group at all
+        attrs = None
+    if not isinstance(attrs, dict):
+        raise TilesrError(
+            f"cannot resume {out}: it is not a tilesr output; use --overwrite to replace it"
+        )
+    return attrs
+
+
+def _looks_like_zarr(out: Path) -> bool:
+    return any((out / m).exists() for m in ("zarr.json", ".zgroup", ".zarray", ".zattrs"))
+
+
+def _marker(idx: tuple[int, ...]) -> str:
+    return "_".join(str(i) for i in idx)
+
+
+def _normalize(value: Any) -> Any:
+    """JSON round trip: tuples become lists, numpy scalars plain numbers, as stored in attrs."""
+    return json.loads(json.dumps(value, sort_keys=True, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
