@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from scipy import ndimage
+
+from tilesr.cli import main
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (1000 * ndimage.gaussian_filter(rng.random((48, 48)), 2.0)).astype(np.float32)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["evaluate", *args])
+    return result.exit_code, result.output
+
+
+def test_prints_metrics_as_json(tmp_path: Path) -> None:
+    gt = _image()
+    noisy = gt + np.random.default_rng(1).normal(0, 5, gt.shape).astype(np.float32)
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    tifffile.imwrite(tmp_path / "pred.tif", noisy)
+    code, out = _run(str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"))
+    assert code == 0, out
+    values = json.loads(out)
+    assert set(values) == {"ssim", "ms_ssim", "psnr", "mae", "nrmse"}
+    assert 0 < values["ssim"] < 1 and values["psnr"] > 0
+
+
+def test_match_forgives_a_global_intensity_change_and_none_does_not(tmp_path: Path) -> None:
+    gt = _image()
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    tifffile.imwrite(tmp_path / "pred.tif", 0.5 * gt + 20)
+    code, out = _run(str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"))
+    assert code == 0, out
+    matched = json.loads(out)
+    assert matched["ssim"] == pytest.approx(1.0)
+    assert matched["psnr"] is None or matched["psnr"] > 100  # identical up to rounding
+    code, out = _run(str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--normalize", "none")
+    assert code == 0, out
+    assert json.loads(out)["mae"] > 1
+
+
+def test_reads_ome_zarr(tmp_path: Path) -> None:
+    from tilesr.io import write_ome_zarr
+
+    gt = _image()
+    write_ome_zarr(tmp_path / "gt.ome.zarr", gt, axes="yx")
+    tifffile.imwrite(tmp_path / "pred.tif", gt)
+    code, out = _run(
+        str(tmp_path / "pred.tif"), str(tmp_path / "gt.ome.zarr"), "--normalize", "none"
+    )
+    assert code == 0, out
+    values = json.loads(out)
+    assert values["psnr"] is None and values["mae"] == 0.0
+
+
+def test_shape_mismatch_names_both_shapes(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "gt.tif", _image())
+    tifffile.imwrite(tmp_path / "pred.tif", _image()[:40])
+    code, out = _run(str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"))
+    assert code == 1
+    assert "(40, 48)" in out and "(48, 48)" in out
+    assert "Traceback" not in out
+
+
+def test_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    code, out = _run(str(tmp_path / "nope.tif"), str(tmp_path / "gt.tif"))
+    assert code == 1
+    assert "nope.tif" in out
