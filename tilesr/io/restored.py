@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -158,6 +158,7 @@ def write_restored(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
+    on_skip: Callable[[int, int], None] | None = None,
 ) -> WriteReport:
     """Write a restored image (and its uncertainty) block by block, resumably.
 
@@ -186,6 +187,9 @@ def write_restored(
         See :func:`output_state`.
     progress
         Show a progress bar over blocks.
+    on_skip
+        Called as ``on_skip(skipped, total)`` with the number of blocks an earlier run
+        finished, before computing the rest (e.g. to advance an outer progress bar).
 
     Returns
     -------
@@ -242,6 +246,8 @@ def write_restored(
     done.mkdir(parents=True, exist_ok=True)
 
     pending = [idx for idx in np.ndindex(*image.numblocks) if not (done / _marker(idx)).exists()]
+    if on_skip is not None:
+        on_skip(total - len(pending), total)
     _write_blocks(
         image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
     )
