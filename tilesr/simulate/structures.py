@@ -45,7 +45,7 @@ class StructureParams:
     cell: int = 128
     filaments_per_cell: float = 5.0
     filament_length: tuple[float, float] = (40.0, 240.0)
-    persistence_length: tuple[float, float] = (60.0, 400.0)
+    persistence_length: tuple[float, float] = (100.0, 500.0)
     spots_per_cell: float = 3.0
     spot_sigma: tuple[float, float] = (0.5, 2.0)
     rings_per_cell: float = 1.0
@@ -92,16 +92,16 @@ def _brightness(rng: np.random.Generator, sigma: float, n: int) -> NDArray[np.fl
 def _filament_points(
     rng: np.random.Generator, origin: tuple[int, int], p: StructureParams
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Points along worm-like chains: heading angle does a random walk of variance ds/Lp."""
+    """Points along worm-like chains: the heading angle does a Gaussian random walk."""
     n = rng.poisson(p.filaments_per_cell)
     ys, xs, ws = [], [], []
     for b in _brightness(rng, p.brightness_sigma, n):
         length = rng.uniform(*p.filament_length)
         lp = rng.uniform(*p.persistence_length)
         k = max(int(length / p.step), 2)
-        # tangent-angle correlation exp(-s / Lp) of the worm-like chain in 2D needs a
-        # heading-angle diffusion of variance s / Lp (Kratky-Porod)
-        turns = rng.normal(0.0, np.sqrt(p.step / lp), k)
+        # tangent correlation <cos(theta(s) - theta(0))> = exp(-s / Lp), the definition of
+        # the persistence length, needs a heading-angle diffusion of variance 2 ds / Lp
+        turns = rng.normal(0.0, np.sqrt(2.0 * p.step / lp), k)
         theta = rng.uniform(0.0, 2.0 * np.pi) + np.cumsum(turns)
         y0 = origin[0] + rng.uniform(0.0, p.cell)
         x0 = origin[1] + rng.uniform(0.0, p.cell)
