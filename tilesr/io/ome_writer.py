@@ -82,12 +82,12 @@ def write_ome_zarr(
     group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
     shapes = pyramid_shapes(tuple(array.shape))
     chunks = store_chunks(array)
-    target = group.create_array(
-        "0", shape=array.shape, chunks=chunks, dtype=array.dtype, fill_value=0
+    target = create_level(
+        group, "0", shape=array.shape, chunks=chunks, dtype=array.dtype, axes=axes
     )
     with _progress(progress):
-        da.store(array.rechunk(chunks), target, lock=False)  # type: ignore[arg-type]
-        write_pyramid(group, shapes, progress=False)
+        da.store(array.rechunk(chunks), target, lock=False)
+        write_pyramid(group, shapes, axes=axes)
     paths = [str(i) for i in range(len(shapes))]
     group.attrs.update(
         multiscales_attrs(
@@ -190,33 +190,48 @@ def downsample2(array: da.Array) -> da.Array:
     return means.map_blocks(cast_to, array.dtype, dtype=array.dtype)
 
 
-def write_pyramid(
-    group: Any, shapes: list[tuple[int, ...]], *, progress: bool = False, prefix: str = ""
-) -> None:
+def create_level(
+    group: Any,
+    path: str,
+    *,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: Any,
+    axes: str,
+    overwrite: bool = False,
+) -> Any:
+    """Create one pyramid level array; zarr v3 arrays name their dimensions (NGFF 0.5 rule)."""
+    extra: dict[str, Any] = {}
+    if group.metadata.zarr_format == 3:
+        extra["dimension_names"] = list(axes)
+    return group.create_array(
+        path, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=overwrite, **extra
+    )
+
+
+def write_pyramid(group: Any, shapes: list[tuple[int, ...]], *, axes: str) -> None:
     """Write levels 1.. of ``group`` from level 0 already in the store, each from the one before."""
-    level0 = group[f"{prefix}0"]
+    level0 = group["0"]
     chunks = tuple(level0.chunks)
     for level in range(1, len(shapes)):
-        source = da.from_zarr(group[f"{prefix}{level - 1}"])
+        source = da.from_zarr(group[str(level - 1)])
         # read whole 2x2 blocks of the level above so that each output chunk is one task
         src_chunks = tuple(
             c if i < source.ndim - 2 else min(2 * c, n)
             for i, (c, n) in enumerate(zip(chunks, source.shape, strict=True))
         )
         smaller = downsample2(source.rechunk(src_chunks))
-        if smaller.shape != shapes[level]:
-            raise AssertionError(f"pyramid level {level}: {smaller.shape} != {shapes[level]}")
         level_chunks = tuple(min(c, n) for c, n in zip(chunks, shapes[level], strict=True))
-        target = group.create_array(
-            f"{prefix}{level}",
+        target = create_level(
+            group,
+            str(level),
             shape=shapes[level],
             chunks=level_chunks,
             dtype=level0.dtype,
-            fill_value=0,
+            axes=axes,
             overwrite=True,
         )
-        with _progress(progress):
-            da.store(smaller.rechunk(level_chunks), target, lock=False)
+        da.store(smaller.rechunk(level_chunks), target, lock=False)
 
 
 class _NullContext:

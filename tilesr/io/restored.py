@@ -38,6 +38,7 @@ from tilesr.io.ome_writer import (
     cast_to,
     check_format,
     check_sizes,
+    create_level,
     pyramid_shapes,
     remove_store,
     store_chunks,
@@ -234,13 +235,18 @@ def write_restored(
             remove_store(out)
         group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
         group.attrs["tilesr"] = _normalize(meta)
-        target = group.create_array(
-            "0", shape=image.shape, chunks=chunks, dtype=out_dtype, fill_value=0
+        target = create_level(
+            group, "0", shape=image.shape, chunks=chunks, dtype=out_dtype, axes=axes
         )
         unc_target = None
         if uncertainty is not None:
-            unc_target = group.create_group(UNCERTAINTY).create_array(
-                "0", shape=image.shape, chunks=chunks, dtype=np.float32, fill_value=0
+            unc_target = create_level(
+                group.create_group(UNCERTAINTY),
+                "0",
+                shape=image.shape,
+                chunks=chunks,
+                dtype=np.float32,
+                axes=axes,
             )
     done = out.joinpath(*_DONE_DIR)
     done.mkdir(parents=True, exist_ok=True)
@@ -252,11 +258,11 @@ def write_restored(
         image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
     )
 
-    write_pyramid(group, shapes)
+    write_pyramid(group, shapes, axes=axes)
     paths = [str(i) for i in range(len(shapes))]
     if unc_target is not None:
         unc_group = group[UNCERTAINTY]
-        write_pyramid(unc_group, shapes)
+        write_pyramid(unc_group, shapes, axes=axes)
         unc_group.attrs.update(
             multiscales_attrs(
                 axes,
