@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import pickle
-import tempfile
+import secrets
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -90,18 +90,18 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         payload[f.name] = value
     if not path.parent.is_dir():
         raise TilesrError(f"checkpoint folder does not exist: {path.parent}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temp_sibling(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+            os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -187,8 +187,16 @@ def _check_plain(value: Any, where: str) -> None:
         )
 
 
-def _fsync_dir(folder: Path) -> None:
-    # make the rename itself durable; not possible on every platform (e.g. Windows)
+def temp_sibling(path: Path) -> Path:
+    """A fresh hidden name next to ``path``: same filesystem, so ``os.replace`` is atomic.
+
+    (Not ``tempfile.mkstemp``: its 0600 mode would survive the rename.)
+    """
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be fsynced)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

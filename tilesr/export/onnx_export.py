@@ -1,0 +1,212 @@
+"""Export a training checkpoint's EMA weights to an ONNX model the engine can run.
+
+The graph takes ``noisy`` and ``cond`` (N, 1, H, W) and ``t`` (N,) float32 and returns
+``eps`` (N, 1, H, W), with N, H and W dynamic; the model's :class:`ModelMetadata`
+(schedule, scale, tiles, weights hash) rides along in ``metadata_props``. Every export
+is checked: ``onnx.checker``, the engine's own metadata reader, and ONNX Runtime against
+PyTorch at two batch sizes and two image sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tilesr import __version__
+from tilesr.denoisers.torch_backend import check_size_multiple
+from tilesr.errors import TilesrError
+from tilesr.metadata import ModelMetadata
+from tilesr.model.checkpoint import (
+    build_model,
+    fsync_dir,
+    load_checkpoint,
+    temp_sibling,
+    weights_sha256,
+)
+from tilesr.model.unet import UNet
+
+MIN_OPSET = 17
+#: above this the parity check fails the export (outputs are unit-scale noise predictions)
+PARITY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Where the model went, how closely ONNX Runtime matched PyTorch, and the weights hash."""
+
+    path: Path
+    max_abs_diff: float
+    weights_sha256: str
+
+
+def export_onnx(
+    checkpoint_path: str | Path,
+    out_path: str | Path,
+    *,
+    overwrite: bool = False,
+    opset: int = MIN_OPSET,
+) -> ExportReport:
+    """Convert the EMA weights of a checkpoint to an ONNX model with tilesr metadata.
+
+    Parameters
+    ----------
+    checkpoint_path
+        A checkpoint written by :func:`tilesr.model.checkpoint.save_checkpoint`.
+    out_path
+        The ``.onnx`` file to write; written to a temporary file first and renamed, so a
+        failed export never leaves a file that looks complete.
+    overwrite
+        Replace ``out_path`` if it exists (refused otherwise).
+    opset
+        ONNX opset, at least 17.
+
+    Returns
+    -------
+    ExportReport
+        The path, the largest absolute ORT-vs-PyTorch difference on random inputs, and
+        the SHA-256 of the EMA weights (also stored in the metadata).
+
+    Raises
+    ------
+    TilesrError
+        If the output exists (without ``overwrite``), the checkpoint is unusable, the
+        opset is unsupported, or ONNX Runtime disagrees with PyTorch beyond 1e-3.
+    """
+    out_path = Path(out_path)
+    max_opset = _max_opset()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset:
+        raise TilesrError(f"opset must be an integer in [{MIN_OPSET}, {max_opset}], got {opset!r}")
+    if out_path.exists() and not overwrite:
+        raise TilesrError(f"{out_path} already exists; pass --overwrite to replace it")
+    if out_path.is_dir():
+        raise TilesrError(f"{out_path} is a folder, not a file name")
+    if not out_path.parent.is_dir():
+        raise TilesrError(f"output folder does not exist: {out_path.parent}")
+
+    ckpt = load_checkpoint(checkpoint_path)
+    model = build_model(ckpt, ema=True, source=str(checkpoint_path))
+    metadata = ModelMetadata.from_dict(dict(ckpt.metadata), source=str(checkpoint_path))
+    check_size_multiple(metadata, model.size_multiple, str(checkpoint_path))
+    digest = weights_sha256(model.state_dict())
+    metadata = replace(metadata, weights_sha256=digest, tilesr_version=__version__)
+
+    tmp = temp_sibling(out_path)
+    try:
+        _trace_to_onnx(model, metadata, tmp, opset)
+        _add_metadata(tmp, metadata)
+        max_diff = _check_parity(model, metadata, tmp, source=str(out_path))
+        if not max_diff <= PARITY_TOLERANCE:  # also catches NaN
+            raise TilesrError(
+                f"ONNX Runtime and PyTorch disagree by {max_diff:.3g} (> {PARITY_TOLERANCE}); "
+                f"{out_path} was not written"
+            )
+        _fsync(tmp)
+        os.replace(tmp, out_path)
+        fsync_dir(out_path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return ExportReport(path=out_path, max_abs_diff=max_diff, weights_sha256=digest)
+
+
+def _max_opset() -> int:
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except ImportError:  # private constant; fall back to what torch 2.x supports
+        return 20
+    return int(ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+
+
+def _trace_to_onnx(model: UNet, metadata: ModelMetadata, path: Path, opset: int) -> None:
+    """Legacy (TorchScript) exporter: the dynamo one needs onnxscript, not a dependency."""
+    m = model.size_multiple
+    generator = torch.Generator().manual_seed(0)
+    # batch 2 and a non-square size, so no dimension can be mistaken for another
+    example = (
+        torch.randn(2, 1, 2 * m, 3 * m, generator=generator),
+        torch.randn(2, 1, 2 * m, 3 * m, generator=generator),
+        torch.tensor([1.0, 2.0]),
+    )
+    image_axes = {0: "batch", 2: "height", 3: "width"}
+    names = (metadata.input_noisy, metadata.input_cond, metadata.input_timestep)
+    with warnings.catch_warnings():
+        # the legacy exporter's deprecation notice, and GroupNorm's training-time batch
+        # check seen by the tracer; dynamic shapes are verified by _check_parity instead
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            model,
+            example,
+            str(path),
+            input_names=list(names),
+            output_names=[metadata.output],
+            dynamic_axes={
+                metadata.input_noisy: image_axes,
+                metadata.input_cond: image_axes,
+                metadata.input_timestep: {0: "batch"},
+                metadata.output: image_axes,
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _add_metadata(path: Path, metadata: ModelMetadata) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, metadata.to_props())
+    proto.producer_name = "tilesr"
+    proto.producer_version = __version__
+    proto.doc_string = "tilesr conditional diffusion denoiser (epsilon prediction)"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise TilesrError(f"the exported graph does not pass onnx.checker: {first}") from None
+    onnx.save(proto, str(path))
+
+
+def _check_parity(model: UNet, metadata: ModelMetadata, path: Path, *, source: str) -> float:
+    """Largest |ORT - torch| over batches 1 and 3 and two image sizes."""
+    import onnxruntime as ort
+
+    from tilesr.denoisers.onnx_backend import read_metadata
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    read_metadata(session, source)  # the engine must accept what we wrote
+    m = model.size_multiple
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for batch, height, width in ((1, metadata.tile_size, metadata.tile_size), (3, 2 * m, 3 * m)):
+        noisy = rng.standard_normal((batch, 1, height, width), dtype=np.float32)
+        cond = rng.uniform(-1, 1, (batch, 1, height, width)).astype(np.float32)
+        t = rng.integers(0, metadata.schedule.timesteps, batch).astype(np.float32)
+        feeds = {metadata.input_noisy: noisy, metadata.input_cond: cond,
+                 metadata.input_timestep: t}
+        (eps_ort,) = session.run([metadata.output], feeds)
+        with torch.inference_mode():
+            eps_torch = model(torch.from_numpy(noisy), torch.from_numpy(cond), torch.from_numpy(t))
+        if eps_ort.shape != tuple(eps_torch.shape):
+            raise TilesrError(
+                f"exported graph returned shape {eps_ort.shape} for input "
+                f"{noisy.shape}; expected {tuple(eps_torch.shape)}"
+            )
+        diff = float(np.max(np.abs(eps_ort - eps_torch.numpy())))
+        worst = max(worst, diff) if np.isfinite(diff) else float("inf")
+    return worst
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
