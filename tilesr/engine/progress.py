@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,7 +85,7 @@ def _current_client() -> Any:
 @contextmanager
 def progress_context(
     total_tiles: float, enabled: bool = True, *, desc: str = "restoring"
-) -> Iterator[Callable[[float], None] | None]:
+) -> Iterator[Any]:
     """Show a tqdm bar over ``total_tiles`` tiles (with tiles/s) while the block is open.
 
     Parameters
@@ -100,9 +100,9 @@ def progress_context(
 
     Yields
     ------
-    callable or None
-        ``update(tiles)``, to account for work skipped outside the tasks (resume), or
-        None when disabled.
+    tqdm or None
+        The bar (``bar.update(tiles)`` accounts for work done elsewhere, e.g. blocks
+        a resumed run skips), or None when disabled.
     """
     if not enabled:
         yield None
@@ -122,7 +122,7 @@ def progress_context(
     with _BARS_LOCK:
         _BARS.append(bar)
     try:
-        yield bar.update
+        yield bar
     finally:
         with _BARS_LOCK:
             _BARS.remove(bar)

@@ -19,7 +19,6 @@ from typing import Any
 from tilesr.errors import TilesrError
 
 LOCAL_CLUSTER_PREFIX = "local-cluster:"
-_CONNECT_TIMEOUT = "5s"
 
 # workers of the scheduler_context currently open (None: none open)
 _ACTIVE_WORKERS: list[int] = []
@@ -86,7 +85,10 @@ def _parse_local_cluster(address: str) -> int:
 
 @contextmanager
 def scheduler_context(
-    address: str | None = None, *, workers: int | None = None
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    connect_timeout: float = 5.0,
 ) -> Iterator[SchedulerInfo]:
     """Run dask computations inside the block on the chosen scheduler.
 
@@ -99,6 +101,8 @@ def scheduler_context(
         (e.g. ``tcp://host:8786``).
     workers
         Threaded scheduler only: concurrent block tasks (default: about cores / 4).
+    connect_timeout
+        Seconds to wait for a remote scheduler before giving up.
 
     Yields
     ------
@@ -135,7 +139,7 @@ def scheduler_context(
             from distributed import Client
 
             try:
-                client = Client(address, timeout=_CONNECT_TIMEOUT, set_as_default=True)
+                client = Client(address, timeout=connect_timeout, set_as_default=True)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise TilesrError(
                     f"cannot reach the dask scheduler at {address!r} ({type(exc).__name__})"

@@ -28,30 +28,43 @@ def tile_edges(length: int, tile_size: int, overlap: int) -> list[int]:
 
 
 def seam_ratio(
-    image: ArrayLike, edges_y: Sequence[int], edges_x: Sequence[int]
+    image: ArrayLike, edges_y: Sequence[int], edges_x: Sequence[int], *, window: int = 4
 ) -> float:
-    """Mean |difference| of adjacent pixels across the given edges over the same elsewhere.
+    """Mean |difference| of adjacent pixels across the edges over the same just beside them.
+
+    The reference statistic comes from the pixel pairs within ``window`` pixels of each
+    edge (not on an edge themselves), so the image content on both sides is alike and
+    the ratio of a seamless image is close to 1 even for a few edges.
 
     Parameters
     ----------
     image
         A 2-D image.
     edges_y, edges_x
-        Row and column positions of the seams (see :func:`tile_edges`).
+        Row and column positions of the seams (see :func:`tile_edges`); a seam at ``p``
+        lies between pixels ``p - 1`` and ``p``.
+    window
+        How far beside an edge the reference pairs reach.
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError(f"seam_ratio needs a 2-D image, got shape {img.shape}")
-    dy = np.abs(np.diff(img, axis=0))  # row r holds |img[r + 1] - img[r]|
-    dx = np.abs(np.diff(img, axis=1))
-    on_y = np.zeros(dy.shape[0], dtype=bool)
-    on_y[[p - 1 for p in edges_y]] = True
-    on_x = np.zeros(dx.shape[1], dtype=bool)
-    on_x[[p - 1 for p in edges_x]] = True
-    seam = dy[on_y].sum() + dx[:, on_x].sum()
-    n_seam = dy[on_y].size + dx[:, on_x].size
-    rest = dy[~on_y].sum() + dx[:, ~on_x].sum()
-    n_rest = dy[~on_y].size + dx[:, ~on_x].size
-    if n_seam == 0 or n_rest == 0 or rest == 0:
-        raise ValueError("seam_ratio needs seams, non-seam pixel pairs and a non-flat image")
-    return float((seam / n_seam) / (rest / n_rest))
+    seam_sum = near_sum = 0.0
+    seam_n = near_n = 0
+    for diffs, edges in (
+        (np.abs(np.diff(img, axis=0)), edges_y),  # row r: |img[r + 1] - img[r]|
+        (np.abs(np.diff(img, axis=1)).T, edges_x),
+    ):
+        on = np.zeros(diffs.shape[0], dtype=bool)
+        on[[p - 1 for p in edges]] = True
+        near = np.zeros_like(on)
+        for p in edges:
+            near[max(p - 1 - window, 0) : p + window] = True
+        near &= ~on
+        seam_sum += diffs[on].sum()
+        seam_n += diffs[on].size
+        near_sum += diffs[near].sum()
+        near_n += diffs[near].size
+    if seam_n == 0 or near_n == 0 or near_sum == 0:
+        raise ValueError("seam_ratio needs edges, pixel pairs beside them and a non-flat image")
+    return float((seam_sum / seam_n) / (near_sum / near_n))
