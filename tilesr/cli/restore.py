@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
-
 
 @click.command("restore")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
@@ -15,8 +13,7 @@ _DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.on
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
-    default=_DEFAULT_MODEL if _DEFAULT_MODEL.exists() else None,
-    required=not _DEFAULT_MODEL.exists(),
+    default=None,
     help="Exported .onnx model (default: the bundled model, when installed).",
 )
 @click.option(
