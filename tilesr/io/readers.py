@@ -279,7 +279,7 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
-                raise TilesrError(f"{source}: TIFF holds no image series")
+                raise TilesrError(f"{source} is not a readable TIFF: it holds no image series")
             series = tif.series[0]
             levels = series.levels
             if level >= len(levels):
