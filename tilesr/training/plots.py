@@ -16,7 +16,9 @@ METRIC_NAMES = ("ssim", "ms_ssim", "psnr", "mae", "nrmse")
 def plot_curves(path: Path, history: dict[str, list[float]]) -> None:
     """Training loss and each validation metric against the step, one panel each."""
     panels = [("loss", "loss_step", "loss")] + [(m, "val_step", m) for m in METRIC_NAMES]
-    fig = Figure(figsize=(4 * len(panels), 3.2), layout="constrained")
+    # a fixed layout: constrained layout would cost seconds per call
+    fig = Figure(figsize=(3.2 * len(panels), 2.8))
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.35)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels))
     for ax, (title, x_key, y_key) in zip(axes, panels, strict=True):
@@ -40,7 +42,8 @@ def plot_examples(
     """One row per validation image: input (upsampled LR) | output | target, in [-1, 1]."""
     if not rows:
         return
-    fig = Figure(figsize=(9, 3 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(7.5, 2.6 * len(rows)))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.15)
     FigureCanvasAgg(fig)
     axes = np.atleast_2d(fig.subplots(len(rows), 3))
     for r, (name, cond, output, target) in enumerate(rows):

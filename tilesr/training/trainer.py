@@ -1,0 +1,347 @@
+"""The DDPM training loop: epsilon prediction, AdamW, warm-up + cosine LR, EMA, checkpoints.
+
+Each step draws its batch, timesteps and noise from ``np.random.default_rng([seed, step])``
+(NumPy, not torch), so the data a step sees depends only on the seed and the step
+number: a run resumed from a checkpoint continues with exactly the batches an
+uninterrupted run would have used. The noise schedule is the float64 one of
+:func:`tilesr.diffusion.schedule.build_schedule`, cast to float32 where it is used.
+
+Output folder layout::
+
+    checkpoint.pt   latest checkpoint (model, EMA, optimizer, LR scheduler, step, config,
+                    history, RNG state); written atomically
+    loss.csv        step, training loss (mean since the previous row), learning rate
+    metrics.csv     step and validation metrics of the EMA weights (model space, range 2)
+    curves.png      loss and each metric against the step
+    examples.png    validation images: input | output | target
+    config.yaml     the configuration of the run
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from tilesr import __version__
+from tilesr.denoisers.torch_backend import TorchDenoiser
+from tilesr.diffusion.samplers import make_sampler
+from tilesr.diffusion.sampling import sample
+from tilesr.diffusion.schedule import build_schedule
+from tilesr.errors import TilesrError
+from tilesr.metadata import ModelMetadata
+from tilesr.metrics import ImageMetrics, image_metrics
+from tilesr.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tilesr.model.unet import UNet
+from tilesr.training.config import TrainConfig
+from tilesr.training.data import TrainingData, load_training_data
+from tilesr.training.ema import EMA
+from tilesr.training.plots import METRIC_NAMES, plot_curves, plot_examples
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` produced."""
+
+    output_dir: Path
+    checkpoint: Path
+    step: int
+    loss: float  # mean training loss over the last logging interval (nan if none)
+    metrics: ImageMetrics | None  # last validation, averaged over the images
+    seconds: float
+
+
+def model_metadata(config: TrainConfig) -> ModelMetadata:
+    """The metadata an export of this run's model will carry."""
+    return ModelMetadata(
+        schedule=config.diffusion,
+        scale=config.export.scale,
+        tile_size=config.export.tile_size,
+        overlap=config.export.overlap,
+        size_multiple=config.model.size_multiple,
+        norm_low=config.export.norm_low,
+        norm_high=config.export.norm_high,
+        tilesr_version=__version__,
+    )
+
+
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``.
+
+    The warm-up is clipped to half the run, so a short run (``--steps``) still decays.
+    """
+    warmup = min(warmup, total // 2)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _device(config: TrainConfig) -> torch.device:
+    choice = config.training.device
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TilesrError("training device 'cuda' was requested but CUDA is not available")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train a conditional DDPM as ``config`` describes.
+
+    Parameters
+    ----------
+    config
+        The run (see :mod:`tilesr.training.config`).
+    resume
+        Continue from ``output_dir/checkpoint.pt`` (weights, EMA, optimizer, LR
+        scheduler, history, RNG state); starts afresh if there is none. Without it an
+        existing checkpoint is an error, so a run is never silently overwritten.
+    progress
+        Show a tqdm progress bar with the loss.
+    stop_at
+        Stop after this step (with a checkpoint) although ``training.steps`` is larger,
+        e.g. to fit a time-limited job; a later ``resume=True`` call continues.
+
+    Returns
+    -------
+    TrainResult
+        Paths, the final step, the last loss and validation metrics.
+    """
+    started = time.perf_counter()
+    out = Path(config.output_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise TilesrError(
+            f"{ckpt_path} already exists; pass --resume to continue it "
+            "or choose another --output-dir"
+        )
+    tc = config.training
+    device = _device(config)
+    torch.manual_seed(tc.seed)
+    data = load_training_data(config)
+    schedule = build_schedule(config.diffusion)
+    sqrt_abar = np.sqrt(schedule.alphas_cumprod)
+    sqrt_one_minus = np.sqrt(1.0 - schedule.alphas_cumprod)
+    metadata = model_metadata(config)
+
+    model = UNet(config.model).to(device)
+    ema = EMA(model, tc.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup=tc.warmup, total=tc.steps)
+    )
+    history: dict[str, list[float]] = {"loss_step": [], "loss": [], "lr": [], "val_step": []}
+    history.update({m: [] for m in METRIC_NAMES})
+    step = 0
+    if resume and ckpt_path.exists():
+        step, history = _restore(ckpt_path, config, model, ema, optimizer, scheduler, device)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
+    )
+
+    last = min(tc.steps, stop_at) if stop_at is not None else tc.steps
+    use_amp = tc.amp and device.type == "cuda"
+    loss_fn = torch.nn.functional.mse_loss if tc.loss == "mse" else torch.nn.functional.l1_loss
+    # losses since the last log row; kept in the history so a resume logs identically
+    recent: list[float] = history.pop("pending_loss", [])
+    metrics: ImageMetrics | None = None
+
+    def save() -> None:
+        state = {**history, "pending_loss": list(recent)}
+        _save(ckpt_path, config, metadata, model, ema, optimizer, scheduler, step, state)
+        # plotting costs seconds: curves at validation and at the end, CSVs every save
+        _write_logs(out, history, curves=step == last)
+
+    bar = tqdm(total=last, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
+    model.train()
+    try:
+        while step < last:
+            rng = np.random.default_rng([tc.seed, step])
+            cond_np, target_np = data.batch(rng, tc.batch_size)
+            t_np = rng.integers(0, schedule.num_timesteps, size=tc.batch_size)
+            noise_np = rng.standard_normal(target_np.shape, dtype=np.float32)
+            shape = (-1, 1, 1, 1)
+            # eq. 4 of DDPM with the float64 schedule, cast to float32 here
+            x_t_np = (
+                sqrt_abar[t_np].reshape(shape) * target_np
+                + sqrt_one_minus[t_np].reshape(shape) * noise_np
+            ).astype(np.float32)
+            x_t, cond, noise = (torch.from_numpy(a).to(device) for a in (x_t_np, cond_np, noise_np))
+            t = torch.from_numpy(t_np.astype(np.float32)).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                eps = model(x_t, cond, t)
+            loss = loss_fn(eps.float(), noise)  # eq. 14 of DDPM (L_simple)
+            if not torch.isfinite(loss):
+                raise TilesrError(
+                    f"training loss became {loss.item()} at step {step}; lower training.lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            ema.update(model)
+            step += 1
+            recent.append(loss.item())
+            bar.update(1)
+            if step % tc.log_every == 0 or step == tc.steps:
+                history["loss_step"].append(step)
+                history["loss"].append(float(np.mean(recent)))
+                history["lr"].append(float(scheduler.get_last_lr()[0]))
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+                recent = []
+            validate_now = tc.validate_every and step % tc.validate_every == 0
+            if data.validation and (validate_now or step == tc.steps):
+                metrics = _validate(data, ema, metadata, config, device, out, step, history)
+            if step % tc.checkpoint_every == 0 or step == last:
+                save()
+    except KeyboardInterrupt:
+        if step > 0:
+            save()  # keep what was done; --resume continues from here
+        raise
+    finally:
+        bar.close()
+    if not ckpt_path.exists():  # zero steps left (resumed a finished run): still leave a checkpoint
+        save()
+    if metrics is None and history["val_step"]:
+        metrics = ImageMetrics(**{m: history[m][-1] for m in METRIC_NAMES})
+    return TrainResult(
+        output_dir=out,
+        checkpoint=ckpt_path,
+        step=step,
+        loss=history["loss"][-1] if history["loss"] else float("nan"),
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _restore(
+    path: Path,
+    config: TrainConfig,
+    model: UNet,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+) -> tuple[int, dict[str, list[float]]]:
+    """Load a checkpoint's states into the fresh objects; returns its step and history."""
+    ckpt = load_checkpoint(path)
+    if ckpt.unet != config.model.to_dict():
+        raise TilesrError(
+            f"{path} holds a different U-Net ({ckpt.unet}) "
+            f"than the config ({config.model.to_dict()})"
+        )
+    saved_schedule = ckpt.train_config.get("diffusion")
+    if saved_schedule != dataclasses.asdict(config.diffusion):
+        raise TilesrError(
+            f"{path} was trained with schedule {saved_schedule}, the config says {config.diffusion}"
+        )
+    model.load_state_dict(ckpt.model)
+    ema.load_state_dict(ckpt.ema, updates=ckpt.step)
+    model.to(device)
+    ema.model.to(device)
+    if ckpt.optimizer is not None:
+        optimizer.load_state_dict(ckpt.optimizer)
+    if ckpt.lr_scheduler is not None:
+        scheduler.load_state_dict(ckpt.lr_scheduler)
+    if ckpt.rng_state is not None and "torch" in ckpt.rng_state:
+        torch.set_rng_state(ckpt.rng_state["torch"])  # only dropout draws from torch's RNG
+    return int(ckpt.step), {k: list(v) for k, v in ckpt.history.items()}
+
+
+def _save(
+    path: Path,
+    config: TrainConfig,
+    metadata: ModelMetadata,
+    model: UNet,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    history: dict[str, list[float]],
+) -> None:
+    rng_state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng_state["cuda"] = torch.cuda.get_rng_state_all()
+    save_checkpoint(
+        path,
+        Checkpoint(
+            unet=config.model.to_dict(),
+            metadata=dataclasses.asdict(metadata),
+            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            ema={k: v.detach().cpu() for k, v in ema.state_dict().items()},
+            optimizer=optimizer.state_dict(),
+            lr_scheduler=scheduler.state_dict(),
+            step=step,
+            train_config=config.to_dict(),
+            history={k: list(v) for k, v in history.items()},
+            rng_state=rng_state,
+        ),
+    )
+
+
+def _validate(
+    data: TrainingData,
+    ema: EMA,
+    metadata: ModelMetadata,
+    config: TrainConfig,
+    device: torch.device,
+    out: Path,
+    step: int,
+    history: dict[str, list[float]],
+) -> ImageMetrics:
+    """Sample every validation image with the EMA weights; log metrics and plots."""
+    vc = config.validation
+    denoiser = TorchDenoiser(ema.model, metadata, device=str(device))
+    sampler = make_sampler(vc.sampler, build_schedule(metadata.schedule))
+    per_image, rows = [], []
+    for i, image in enumerate(data.validation):
+        result = sample(
+            denoiser, image.cond, sampler, n_samples=vc.samples, steps=vc.steps, seed=vc.seed + i
+        )
+        output = np.clip(result.mean, -1.0, 1.0)
+        per_image.append(image_metrics(output, image.target, data_range=2.0))
+        rows.append((image.name, image.cond, output, image.target))
+    metrics = ImageMetrics(
+        **{m: float(np.mean([getattr(x, m) for x in per_image])) for m in METRIC_NAMES}
+    )
+    history["val_step"].append(step)
+    for m in METRIC_NAMES:
+        history[m].append(getattr(metrics, m))
+    plot_examples(out / "examples.png", rows[:4], step=step)
+    _write_logs(out, history, curves=True)
+    return metrics
+
+
+def _write_logs(out: Path, history: dict[str, list[float]], *, curves: bool) -> None:
+    """Rewrite the CSV logs and the curves from the history (consistent after a resume)."""
+    with open(out / "loss.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "lr"])
+        w.writerows(zip(history["loss_step"], history["loss"], history["lr"], strict=True))
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["step", *METRIC_NAMES])
+        w.writerows(zip(history["val_step"], *(history[m] for m in METRIC_NAMES), strict=True))
+    if curves:
+        plot_curves(out / "curves.png", history)
