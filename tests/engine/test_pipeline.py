@@ -99,13 +99,13 @@ def test_crash_then_resume_is_bit_identical(tmp_path, tiff, models, monkeypatch)
     count = [0]
     lock = threading.Lock()
 
-    def crashing(*args):
+    def crashing(*args, block_info=None, **kwargs):
         # exactly three blocks finish, however many threads the scheduler runs
         with lock:
             if count[0] >= 3:
                 raise TilesrError("simulated crash")
-            original(*args)
             count[0] += 1
+            return original(*args, block_info=block_info, **kwargs)
 
     monkeypatch.setattr(restored_mod, "_write_block", crashing)
     out = tmp_path / "run" / "out.zarr"

@@ -107,11 +107,10 @@ def test_crash_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     original = restored_mod._write_block
     written = []
 
-    def crashing(*args):
+    def crashing(*args, block_info=None, **kwargs):
         if len(written) >= 5:
             raise RuntimeError("simulated crash")
-        original(*args)
-        written.append(args[4])
+        written.append(original(*args, block_info=block_info, **kwargs))
 
     monkeypatch.setattr(restored_mod, "_write_block", crashing)
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):

@@ -301,63 +301,76 @@ def _write_blocks(
     *,
     progress: bool,
 ) -> None:
-    """One task per pending block: write image and uncertainty of the block, then its marker."""
+    """One task per pending block: write image and uncertainty of the block, then its marker.
+
+    The write tasks form one blockwise layer over ``image`` (and ``uncertainty``), so a
+    block's image and uncertainty come from the engine's one shared task, and a single
+    collection selects the pending blocks (one ``Delayed`` per block would merge the
+    whole graph once per block: quadratic in the number of blocks).
+    """
     if not pending:
         return
-    starts = [np.concatenate([[0], np.cumsum(c)]) for c in image.chunks]
-    # optimize_graph=False keeps the engine's keys, so image and uncertainty of a block
-    # share one upstream task instead of each running the sampler
-    img_blocks = image.to_delayed(optimize_graph=False)
-    unc_blocks = uncertainty.to_delayed(optimize_graph=False) if uncertainty is not None else None
-    token = dask.base.tokenize(image.name, str(done))
-    tasks = []
-    for idx in pending:
-        region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))
-        unc = unc_blocks[idx] if unc_blocks is not None else None
-        tasks.append(
-            dask.delayed(_write_block, pure=False)(
-                img_blocks[idx],
-                unc,
-                target,
-                unc_target,
-                region,
-                str(done / _marker(idx)),
-                dtype,
-                dask_key_name=f"tilesr-write-{token}-{_marker(idx)}",
-            )
-        )
-    _run(tasks, progress=progress)
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    arrays = [image] if uncertainty is None else [image, uncertainty]
+    token = dask.base.tokenize(*(a.name for a in arrays), str(done), str(dtype))
+    name = f"tilesr-write-{token}"
+    written = da.map_blocks(
+        _write_block,
+        *arrays,
+        target=target,
+        unc_target=unc_target,
+        done=str(done),
+        out_dtype=dtype,
+        name=name,
+        chunks=tuple((1,) * len(c) for c in image.chunks),
+        dtype=bool,
+        meta=np.empty((0,) * image.ndim, dtype=bool),
+    )
+    final = f"tilesr-written-{token}"
+    layer: dict[Any, Any] = {final: (_count_done, [(name, *idx) for idx in pending])}
+    graph = HighLevelGraph.from_collections(final, layer, dependencies=[written])
+    _run(Delayed(final, graph), len(pending), progress=progress)
+
+
+def _count_done(flags: list[Any]) -> int:
+    return len(flags)
 
 
 def _write_block(
     block: np.ndarray[Any, Any],
-    unc: np.ndarray[Any, Any] | None,
+    unc: np.ndarray[Any, Any] | None = None,
+    *,
     target: Any,
     unc_target: Any,
-    region: tuple[slice, ...],
-    marker: str,
-    dtype: np.dtype[Any],
-) -> None:
-    target[region] = cast_to(block, dtype)
+    done: str,
+    out_dtype: np.dtype[Any],
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Write one block of the image (and uncertainty), then its marker; return a 1-element flag."""
+    assert block_info is not None  # always passed by map_blocks
+    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    target[region] = cast_to(block, out_dtype)
     if unc_target is not None and unc is not None:
         unc_target[region] = np.asarray(unc, dtype=np.float32)
     # only now is the block finished: an interrupted write leaves no marker
-    Path(marker).touch()
+    Path(done, _marker(tuple(block_info[None]["chunk-location"]))).touch()
+    return np.ones((1,) * block.ndim, dtype=bool)
 
 
-def _run(tasks: list[Any], *, progress: bool) -> None:
-    """Compute write tasks on the configured scheduler with a per-block progress bar."""
+def _run(collection: Any, count: int, *, progress: bool) -> None:
+    """Compute the write tasks on the configured scheduler, with a per-block bar if asked."""
+    if not progress:
+        dask.compute(collection)
+        return
     from tqdm.auto import tqdm
 
-    client = _distributed_client()
-    with tqdm(total=len(tasks), unit="block", disable=not progress, desc="restore") as bar:
-        if client is not None:
-            from distributed import as_completed
-
-            futures = client.compute(tasks)
-            for future in as_completed(futures):
-                future.result()  # re-raises a failed block here
-                bar.update(1)
+    with tqdm(total=count, unit="block", desc="writing") as bar:
+        if _distributed_client() is not None:
+            # callbacks only see local schedulers; on a cluster the bar jumps at the end
+            dask.compute(collection)
+            bar.update(count)
             return
         from dask.callbacks import Callback
 
@@ -370,7 +383,7 @@ def _run(tasks: list[Any], *, progress: bool) -> None:
                     bar.update(1)
 
         with _Bar():
-            dask.compute(*tasks)
+            dask.compute(collection)
 
 
 def _distributed_client() -> Any:
