@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,10 @@ class RestoreResult:
         Provenance: sampler, steps, samples, seed, tile, overlap, block, halo, fuse,
         skip_background, uncertainty, scale, axes and ``tiles`` (the number of tiles
         all blocks sample, for a progress bar).
+    block_tiles
+        Tiles sampled by each block, keyed by the block's chunk index
+        ``(*lead_index, i, j)`` in ``image`` (a resumed run advances its progress bar
+        by the blocks it skips).
     """
 
     image: da.Array
@@ -76,6 +81,7 @@ class RestoreResult:
     intensity_range: IntensityRange
     metadata: ModelMetadata
     settings: dict[str, Any] = field(default_factory=dict)
+    block_tiles: dict[tuple[int, ...], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,46 @@ def restore_block(
         out.append((crop.std(axis=0) * np.float32(rng.span / 2.0)).astype(np.float32))
     report.flush()
     return np.stack(out).astype(np.float32)
+
+
+def _input_refs(
+    name: str,
+    bounds: list[NDArray[np.int64]],
+    lead_index: tuple[int, ...],
+    read: tuple[Span, Span],
+) -> tuple[list[list[tuple[Any, ...]]], tuple[tuple[int, ...], slice, slice]]:
+    """Keys of the input chunks under a block's LR read window, and where it lies in them.
+
+    Reading chunk keys directly (instead of slicing the dask array once per block)
+    keeps building the graph of a whole slide fast; the window is the same either way.
+    """
+    lead_chunks, lead_offsets = [], []
+    for k, b in zip(lead_index, bounds[:-2], strict=True):
+        c = int(np.searchsorted(b, k, side="right")) - 1
+        lead_chunks.append(c)
+        lead_offsets.append(k - int(b[c]))
+    ranges, cuts = [], []
+    for span, b in zip(read, bounds[-2:], strict=True):
+        c0 = int(np.searchsorted(b, span.start, side="right")) - 1
+        c1 = int(np.searchsorted(b, span.stop - 1, side="right")) - 1
+        ranges.append(range(c0, c1 + 1))
+        cuts.append(span.slice(int(b[c0])))
+    keys = [[(name, *lead_chunks, cy, cx) for cx in ranges[1]] for cy in ranges[0]]
+    return keys, (tuple(lead_offsets), cuts[0], cuts[1])
+
+
+def _block_task(
+    chunks: list[list[NDArray]],
+    *,
+    where: tuple[tuple[int, ...], slice, slice],
+    n_lead: int,
+    **kwargs: Any,
+) -> NDArray[np.float32]:
+    """Assemble the LR window from its input chunks, restore the block, add the lead axes."""
+    offsets, ys, xs = where
+    window = np.block([[c[offsets] for c in row] for row in chunks])[ys, xs]
+    out = restore_block(window, **kwargs)
+    return out.reshape((out.shape[0], *(1,) * n_lead, *out.shape[1:]))
 
 
 def _check_axes(axes: str | None, ndim: int) -> str:
@@ -329,6 +375,7 @@ def restore(
     """
     import dask
     import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
 
     if not isinstance(image, da.Array):
         image = da.asarray(image)
@@ -366,29 +413,33 @@ def restore(
     hr_shape = (lr_shape[0] * scale, lr_shape[1] * scale)
     n_out = 2 if uncertainty else 1
     token = dask.base.tokenize(image.name, plan, rng, block, halo, n_out, denoiser)
-    task = dask.delayed(restore_block, pure=True)
-
-    planes = []
-    total_tiles = 0
+    name = f"tilesr-restore-{token}"
+    bounds = [np.cumsum([0, *c]) for c in image.chunks]
+    y_blocks = list(block_spans(hr_shape[0], block))
+    x_blocks = list(block_spans(hr_shape[1], block))
+    layer: dict[Any, Any] = {}
+    block_tiles: dict[tuple[int, ...], int] = {}
     for p in range(math.prod(lead)):
-        lead_index = np.unravel_index(p, lead) if lead else ()
-        rows = []
-        for i, by in enumerate(block_spans(hr_shape[0], block)):
-            row = []
-            for j, bx in enumerate(block_spans(hr_shape[1], block)):
+        lead_index = tuple(int(k) for k in np.unravel_index(p, lead)) if lead else ()
+        for i, by in enumerate(y_blocks):
+            for j, bx in enumerate(x_blocks):
                 job = plan_block(p, (by, bx), hr_shape, lr_shape, scale, tile, ovl, halo)
-                total_tiles += len(job.tiles)
-                window = image[
-                    (*(int(k) for k in lead_index), job.lr_read[0].slice(), job.lr_read[1].slice())
-                ]
-                value = task(
-                    window, job, plan, rng, lr_shape, scale, uncertainty, denoiser,
-                    dask_key_name=f"tilesr-block-{token}-{p}-{i}-{j}",
+                block_tiles[(*lead_index, i, j)] = len(job.tiles)
+                keys, where = _input_refs(image.name, bounds, lead_index, job.lr_read)
+                run = partial(
+                    _block_task, where=where, job=job, plan=plan, rng=rng, lr_shape=lr_shape,
+                    scale=scale, with_std=uncertainty, denoiser=denoiser, n_lead=len(lead),
                 )
-                row.append(da.from_delayed(value, (n_out, by.size, bx.size), dtype=np.float32))
-            rows.append(row)
-        planes.append(da.block(rows))
-    stacked = da.stack(planes, axis=1).reshape((n_out, *lead, *hr_shape))
+                layer[(name, 0, *lead_index, i, j)] = (run, keys)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[image])  # type: ignore[list-item]
+    chunks = (
+        (n_out,),
+        *((1,) * n for n in lead),
+        tuple(b.size for b in y_blocks),
+        tuple(b.size for b in x_blocks),
+    )
+    stacked = da.Array(graph, name, chunks, dtype=np.float32)
+    total_tiles = sum(block_tiles.values())
 
     settings = {
         "sampler": sampler,
@@ -412,4 +463,5 @@ def restore(
         intensity_range=rng,
         metadata=meta,
         settings=settings,
+        block_tiles=block_tiles,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 from tilesr.errors import TilesrError
@@ -101,7 +102,8 @@ def axis_starts(length: int, tile_size: int, overlap: int) -> list[int]:
     return starts
 
 
-def _axis_spans(length: int, tile_size: int, overlap: int) -> list[tuple[Span, Span]]:
+@lru_cache(maxsize=64)
+def _axis_spans(length: int, tile_size: int, overlap: int) -> tuple[tuple[Span, Span], ...]:
     """(outer, inner) spans along one axis; inners meet in the middle of each overlap."""
     starts = axis_starts(length, tile_size, overlap)
     spans = []
@@ -109,7 +111,7 @@ def _axis_spans(length: int, tile_size: int, overlap: int) -> list[tuple[Span, S
         lo = 0 if k == 0 else (start + starts[k - 1] + tile_size) // 2
         hi = length if k == len(starts) - 1 else (starts[k + 1] + start + tile_size) // 2
         spans.append((Span(start, start + tile_size), Span(lo, hi)))
-    return spans
+    return tuple(spans)
 
 
 def tile_grid(
