@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import dask
 import dask.array as da
@@ -86,7 +87,9 @@ def test_output_opens_with_ome_zarr_reader(tmp_path):
     image, unc = _restored(_Counter())
     _write(tmp_path / "out.zarr", image, unc)
     for sub in ("", "/uncertainty"):
-        nodes = list(Reader(parse_url(str(tmp_path / "out.zarr") + sub))())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nodes = list(Reader(parse_url(str(tmp_path / "out.zarr") + sub))())
         assert tuple(nodes[0].data[0].shape) == SHAPE
 
 
