@@ -212,3 +212,23 @@ def test_bad_models_raise_tilesr_errors(tmp_path, lr):
         restore(da.from_array(lr), tmp_path / "missing.onnx")
     with pytest.raises(TilesrError, match="dimensions"):
         restore(da.from_array(lr[0]), tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (1, 5), (2, 40)])
+def test_images_smaller_than_a_tile(models, shape):
+    # the canvas is padded to a whole tile by reflection; the image part is still exact
+    small = np.random.default_rng(2).uniform(0, 100, shape).astype(np.float32)
+    rng = IntensityRange(0.0, 100.0)
+    res = restore(
+        da.from_array(small), models["analytic2"], samples=2, steps=STEPS, seed=5,
+        intensity_range=rng,
+    )
+    ref, _ = _untiled(models["analytic2"], small, samples=2, rng=rng)
+    assert res.image.shape == (2 * shape[0], 2 * shape[1])
+    assert np.array_equal(res.image.compute(), ref)
+
+
+def test_block_tiles_add_up(models, lr):
+    res = restore(da.from_array(np.stack([lr, lr])), models["spatial1"], steps=1, block_size=32)
+    assert set(res.block_tiles) == {(p, i, j) for p in range(2) for i in range(3) for j in range(3)}
+    assert sum(res.block_tiles.values()) == res.settings["tiles"]
