@@ -227,11 +227,11 @@ def restore_file(
             "chunks_total": total,
         }
         tiles = float(result.settings.get("tiles", 0))
-        with progress_context(tiles, enabled=progress) as update:
+        with progress_context(tiles, enabled=progress) as bar:
 
-            def skipped(done: int, all_blocks: int) -> None:
-                if update is not None and all_blocks:
-                    update(tiles * done / all_blocks)
+            def skipped(finished: list[tuple[int, ...]]) -> None:
+                if bar is not None:
+                    bar.update(float(sum(result.block_tiles.get(idx, 0) for idx in finished)))
 
             report = write_restored(
                 out,

@@ -159,7 +159,7 @@ def write_restored(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
-    on_skip: Callable[[int, int], None] | None = None,
+    on_skip: Callable[[list[tuple[int, ...]]], None] | None = None,
 ) -> WriteReport:
     """Write a restored image (and its uncertainty) block by block, resumably.
 
@@ -189,8 +189,8 @@ def write_restored(
     progress
         Show a progress bar over blocks.
     on_skip
-        Called as ``on_skip(skipped, total)`` with the number of blocks an earlier run
-        finished, before computing the rest (e.g. to advance an outer progress bar).
+        Called with the chunk indices of the blocks an earlier run finished, before
+        computing the rest (e.g. to advance an outer progress bar).
 
     Returns
     -------
@@ -251,9 +251,12 @@ def write_restored(
     done = out.joinpath(*_DONE_DIR)
     done.mkdir(parents=True, exist_ok=True)
 
-    pending = [idx for idx in np.ndindex(*image.numblocks) if not (done / _marker(idx)).exists()]
-    if on_skip is not None:
-        on_skip(total - len(pending), total)
+    pending: list[tuple[int, ...]] = []
+    finished: list[tuple[int, ...]] = []
+    for idx in np.ndindex(*image.numblocks):
+        (finished if (done / _marker(idx)).exists() else pending).append(idx)
+    if on_skip is not None and finished:
+        on_skip(finished)
     _write_blocks(
         image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
     )
