@@ -3,8 +3,9 @@
 Layout. The output ``(..., Y*s, X*s)`` is cut into blocks of ``B x B`` HR pixels on a
 global grid (the last block of each axis is shorter); output chunk ``(1, ..., 1, B, B)``
 is block ``(plane, i, j)``. One task restores one block: it reads the LR window of the
-block plus a halo from the input dask array (slicing the array in the graph, so the
-input's chunking does not matter), reflects it beyond the image edge, normalises it
+block plus a halo from the input chunks it overlaps (its task depends on exactly those
+chunk keys, so the input's chunking does not matter), reflects it beyond the image
+edge, normalises it
 with the global intensity range, upsamples it with the exact windowed bicubic, samples
 the canvas (every tile of the global grid within ``halo`` of the block, see
 :mod:`tilesr.engine.canvas`) and crops the block. Mean and standard deviation over the
@@ -12,8 +13,9 @@ samples come out of the same task as one stacked array.
 
 Determinism. Tiles, noise and blend weights depend only on global coordinates, the
 plane index and the seed, so a block is bit-identical whatever the input chunking, the
-batch size (ONNX Runtime's CPU kernels give per-item results independent of the batch;
-tested), the number of workers, the scheduler or a restart. The block size and the
+batch size and the ONNX Runtime thread count (its CPU kernels give per-item results
+independent of both; tested with an exported U-Net), the number of workers, the
+scheduler or a restart. The block size and the
 halo do matter for a spatial network under ``fuse="step"``: fusion couples all tiles of
 a canvas, so a canvas is not the whole image; the halo of one tile keeps the block
 edges away from the canvas edges.
