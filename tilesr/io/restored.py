@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -47,6 +48,15 @@ from tilesr.io.ome_writer import (
 
 UNCERTAINTY = "uncertainty"
 _DONE_DIR = (".tilesr", "done")
+#: fault injection for tests/reliability (docs/reliability.md): the process SIGKILLs
+#: itself on entering the phase this variable names; unset, it costs one dict lookup
+KILL_AT_ENV = "TILESR_TEST_KILL_AT"
+FAULT_PHASES = ("group", "levels", "block", "blocks-done", "pyramid", "metadata")
+
+
+def _fault_point(phase: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class OutputState(Enum):
@@ -234,6 +244,7 @@ def write_restored(
         if state is OutputState.REPLACE:
             remove_store(out)
         group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+        _fault_point("group")
         group.attrs["tilesr"] = _normalize(meta)
         target = create_level(
             group, "0", shape=image.shape, chunks=chunks, dtype=out_dtype, axes=axes
@@ -250,6 +261,7 @@ def write_restored(
             )
     done = out.joinpath(*_DONE_DIR)
     done.mkdir(parents=True, exist_ok=True)
+    _fault_point("levels")
 
     pending: list[tuple[int, ...]] = []
     finished: list[tuple[int, ...]] = []
@@ -261,9 +273,11 @@ def write_restored(
         image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
     )
 
+    _fault_point("blocks-done")
     write_pyramid(group, shapes, axes=axes)
     paths = [str(i) for i in range(len(shapes))]
     if unc_target is not None:
+        _fault_point("pyramid")
         unc_group = group[UNCERTAINTY]
         write_pyramid(unc_group, shapes, axes=axes)
         unc_group.attrs.update(
@@ -288,6 +302,7 @@ def write_restored(
             extra={"tilesr": _normalize(meta)},
         )
     )
+    _fault_point("metadata")
     # the markers only matter while incomplete; zarr warns about foreign folders
     shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
     return WriteReport(str(out), total, len(pending), total - len(pending), len(shapes))
@@ -357,6 +372,7 @@ def _write_block(
     target[region] = cast_to(block, out_dtype)
     if unc_target is not None and unc is not None:
         unc_target[region] = np.asarray(unc, dtype=np.float32)
+    _fault_point("block")
     # only now is the block finished: an interrupted write leaves no marker
     Path(done, _marker(tuple(block_info[None]["chunk-location"]))).touch()
     return np.ones((1,) * block.ndim, dtype=bool)
