@@ -237,15 +237,26 @@ def write_restored(
         "fingerprint": _normalize(dict(fingerprint)),
         "layout": {"image": ".", UNCERTAINTY: UNCERTAINTY if uncertainty is not None else None},
     }
+    done = out.joinpath(*_DONE_DIR)
+    if state is OutputState.RESUME and not done.is_dir():
+        # stopped before its arrays were all created (the markers folder comes after
+        # them), so no block was finished: nothing to keep, start afresh
+        state = OutputState.REPLACE
     if state is OutputState.RESUME:
         group = zarr.open_group(str(out), mode="r+")
         target, unc_target = _existing_targets(group, image, uncertainty, out_dtype, chunks, out)
     else:
         if state is OutputState.REPLACE:
             remove_store(out)
-        group = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+        # created with its "incomplete" status in one atomic write of its metadata file:
+        # a group without it would not be resumable
+        group = zarr.open_group(
+            str(out),
+            mode="w",
+            zarr_format=zarr_format,  # type: ignore[arg-type]
+            attributes={"tilesr": _normalize(meta)},
+        )
         _fault_point("group")
-        group.attrs["tilesr"] = _normalize(meta)
         target = create_level(
             group, "0", shape=image.shape, chunks=chunks, dtype=out_dtype, axes=axes
         )
@@ -259,7 +270,6 @@ def write_restored(
                 dtype=np.float32,
                 axes=axes,
             )
-    done = out.joinpath(*_DONE_DIR)
     done.mkdir(parents=True, exist_ok=True)
     _fault_point("levels")
 
