@@ -150,6 +150,8 @@ def output_state(
                 f"this run has {_short(value)}; use --overwrite to start again"
             )
     if stored.get("status") == "complete":
+        # a run killed between its final metadata and the marker removal left them behind
+        shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
         return OutputState.COMPLETE
     return OutputState.RESUME
 

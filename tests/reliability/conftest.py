@@ -1,0 +1,111 @@
+"""Shared pieces of the reliability tests: small inputs, test models, digests, CLI runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from click.testing import CliRunner
+
+from tests.onnx_models import analytic_model, spatial_model, test_metadata
+from tilesr.cli import main
+
+#: options of every restore here: few steps, small blocks (many blocks to kill between)
+FAST = ["--steps", "2", "--sampler", "ddim", "--block-size", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Analytic (per-pixel) and spatial (5x5 conv) ONNX test models, scales 1 and 2."""
+    root = tmp_path_factory.mktemp("reliability_models")
+    return {
+        "analytic1": analytic_model(root / "analytic1.onnx", metadata=test_metadata(scale=1)),
+        "analytic2": analytic_model(root / "analytic2.onnx", metadata=test_metadata(scale=2)),
+        "spatial2": spatial_model(
+            root / "spatial2.onnx", std=0.02, gain=0.05,
+            metadata=test_metadata(scale=2, size_multiple=8),
+        ),
+    }
+
+
+def write_tiff(path: Path, shape: tuple[int, ...] = (136, 150), seed: int = 0) -> Path:
+    """A uint16 test image with structure (not only noise), as a plain TIFF."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]]
+    base = 1000 + 800 * np.sin(yy / 7.0) * np.cos(xx / 5.0)
+    data = base + rng.normal(0, 50, shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = "ZYX" if len(shape) == 3 else "YX"
+    tifffile.imwrite(
+        path, np.clip(data, 0, 65535).astype(np.uint16), photometric="minisblack",
+        metadata={"axes": axes},
+    )
+    return path
+
+
+def tree_digest(path: Path) -> dict[str, tuple[int, int, str]]:
+    """(size, mtime_ns, sha256) of every file under ``path`` (or of ``path`` itself)."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    out = {}
+    for f in files:
+        st = f.stat()
+        out[str(f.relative_to(path.parent))] = (
+            st.st_size, st.st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest()
+        )
+    return out
+
+
+def read_store(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a restored output, by its path in the store."""
+    group = zarr.open_group(str(path), mode="r")
+    return {name: np.asarray(arr[...]) for name, arr in group.arrays()} | {
+        f"uncertainty/{name}": np.asarray(arr[...])
+        for name, arr in (group["uncertainty"].arrays() if "uncertainty" in group else [])
+    }
+
+
+def assert_same_output(got: Path, ref: Path) -> None:
+    """Bit-identical arrays and identical attributes; no leftover resume markers."""
+    a, b = read_store(got), read_store(ref)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    ga, gb = zarr.open_group(str(got), mode="r"), zarr.open_group(str(ref), mode="r")
+    assert dict(ga.attrs) == dict(gb.attrs)
+    assert not (got / ".tilesr").exists()
+
+
+def run_cli(*args: object) -> tuple[int, str]:
+    """``tilesr ...`` in this process; (exit code, output)."""
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback: let the test show it
+    return result.exit_code, result.output
+
+
+def assert_one_line_error(code: int, output: str, *needles: str) -> None:
+    assert code != 0
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def spawn_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python -m tilesr ...`` as a child process (to be killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tilesr", *map(str, args)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
