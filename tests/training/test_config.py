@@ -39,7 +39,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 def test_shipped_configs_load() -> None:
     tiny = load_config(CONFIGS / "tiny.yaml")
-    assert tiny.model.channels == (8, 16)
+    assert tiny.model.channels == (16, 32)
     assert isinstance(tiny.data.sources[0], SimulatedSource)
     default = load_config(CONFIGS / "default.yaml")
     kinds = [s.kind for s in default.data.sources]

@@ -111,7 +111,7 @@ def test_existing_run_is_not_overwritten(tiny_run: TrainResult) -> None:
 
 def test_resume_refuses_another_architecture(tiny_run: TrainResult) -> None:
     config = _config(tiny_run.output_dir, steps=30)
-    other = dataclasses.replace(config, model=dataclasses.replace(config.model, bottleneck=32))
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, bottleneck=64))
     with pytest.raises(TilesrError, match="U-Net"):
         train(other, resume=True, progress=False)
 

@@ -64,11 +64,13 @@ class SimulatedSource:
 
 @dataclass(frozen=True)
 class BioSRSource:
-    """A folder in the BioSR layout: ``training_*`` for training, ``test_*`` held out."""
+    """A folder in the BioSR layout: ``training_*`` for training, ``test_*`` held out.
+
+    ``val_level`` picks one test noise level (``test_wf/level_XX``); null takes all.
+    """
 
     kind: ClassVar[str] = "biosr"
     root: str
-    level: int | None = None
     val_level: int | None = None
     weight: float = 1.0
 

@@ -116,7 +116,7 @@ def _load_source(source: DataSource, scale: int) -> tuple[list[ImagePair], list[
         )
     if isinstance(source, BioSRSource):
         return (
-            load_biosr(source.root, "train", source.level),
+            load_biosr(source.root, "train"),
             load_biosr(source.root, "test", source.val_level),
         )
     if isinstance(source, W2SSource):
