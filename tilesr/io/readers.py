@@ -31,6 +31,10 @@ from tilesr.io.axes import (
 # chunk edge the readers aim for along y and x: large enough for few tasks, small
 # enough that a chunk of a whole-slide image fits comfortably in memory
 TARGET_CHUNK = 1024
+# most dask chunks an input may have (2**20 chunks of 1024 x 1024 are 1.1e12 pixels: a
+# 1M x 1M slide or a 10k^3 volume): a header declaring an absurd shape is refused before
+# dask spells out its chunk tuples, which for [1e12, 1e12] take minutes and gigabytes
+MAX_CHUNKS = 2**20
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -129,6 +133,16 @@ def _is_tiff(path: Path) -> bool:
         return False
 
 
+def check_chunk_count(shape: tuple[int, ...], chunks: tuple[int, ...], *, source: str) -> None:
+    """Refuse images whose dask graph would have more than :data:`MAX_CHUNKS` chunks."""
+    count = math.prod(-(-int(s) // max(1, int(c))) for s, c in zip(shape, chunks, strict=True))
+    if count > MAX_CHUNKS:
+        raise TilesrError(
+            f"{source}: shape {tuple(shape)} would make {count} chunks of {tuple(chunks)} "
+            f"(at most {MAX_CHUNKS}); the metadata are implausible or the image is too large"
+        )
+
+
 def read_chunks(shape: tuple[int, ...], native: tuple[int, ...]) -> tuple[int, ...]:
     """Dask chunks: one plane deep, about ``TARGET_CHUNK`` in y/x, whole native chunks."""
     out = []
@@ -170,7 +184,9 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
                 )
             axes = "yx"
         check_axes(axes, shape, source=source)
-        data = da.from_zarr(str(path), chunks=read_chunks(shape, tuple(node.chunks)))
+        chunks = read_chunks(shape, tuple(node.chunks))
+        check_chunk_count(shape, chunks, source=source)
+        data = da.from_zarr(str(path), chunks=chunks)
         return InputImage(data, axes, {a: 1.0 for a in axes if a != "c"}, {}, source, "zarr")
 
     multiscale = parse_multiscales(dict(node.attrs), source=source)
@@ -211,9 +227,9 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
         units = {axes[names.index(k)]: v for k, v in units.items()}
     check_axes(axes, shape, source=source)
     sizes = {a: s for a, s in zip(axes, scale, strict=True) if a != "c"}
-    data = da.from_zarr(
-        str(path), component=ds_path, chunks=read_chunks(shape, tuple(array.chunks))
-    )
+    chunks = read_chunks(shape, tuple(array.chunks))
+    check_chunk_count(shape, chunks, source=source)
+    data = da.from_zarr(str(path), component=ds_path, chunks=chunks)
     return InputImage(
         data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
     )
@@ -309,9 +325,11 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
         raise TilesrError(f"{source}: image has an empty axis (shape {shape})")
 
     region = _TiffRegion(source, level, shape, dtype)
+    chunks = read_chunks(shape, native)
+    check_chunk_count(shape, chunks, source=source)
     data = da.from_array(
         region,
-        chunks=read_chunks(shape, native),
+        chunks=chunks,
         meta=np.empty((0,) * len(shape), dtype=dtype),
         asarray=False,
         fancy=False,
