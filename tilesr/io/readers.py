@@ -186,7 +186,7 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
         check_axes(axes, shape, source=source)
         chunks = read_chunks(shape, tuple(node.chunks))
         check_chunk_count(shape, chunks, source=source)
-        data = da.from_zarr(str(path), chunks=chunks)
+        data = _zarr_dask(node, chunks, source=source)
         return InputImage(data, axes, {a: 1.0 for a in axes if a != "c"}, {}, source, "zarr")
 
     multiscale = parse_multiscales(dict(node.attrs), source=source)
@@ -229,10 +229,68 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
     sizes = {a: s for a, s in zip(axes, scale, strict=True) if a != "c"}
     chunks = read_chunks(shape, tuple(array.chunks))
     check_chunk_count(shape, chunks, source=source)
-    data = da.from_zarr(str(path), component=ds_path, chunks=chunks)
+    data = _zarr_dask(array, chunks, source=f"{source}/{ds_path}")
     return InputImage(
         data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
     )
+
+
+@dataclass(frozen=True)
+class _ZarrRegion:
+    """A zarr array for ``da.from_array`` whose failing reads name the file in a TilesrError.
+
+    A chunk that does not decode, or metadata that contradict the stored chunks, fail
+    only when read (inside a task); they must still reach the user as one line.
+    """
+
+    array: Any
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
+        try:
+            return np.asarray(self.array[key])
+        except Exception as exc:  # codecs and zarr raise many types for damaged stores
+            raise TilesrError(f"cannot read {self.source}: {_first_line(exc)}") from None
+
+
+def _zarr_dask(array: Any, chunks: tuple[int, ...], *, source: str) -> da.Array:
+    """Lazy dask view of a zarr array (the array pickles by its store path)."""
+    if any(int(c) < 1 for c in array.chunks):
+        raise TilesrError(f"{source}: invalid chunk shape {tuple(array.chunks)} in the metadata")
+    region = _ZarrRegion(array, source)
+    return da.from_array(
+        region,
+        chunks=chunks,
+        meta=np.empty((0,) * region.ndim, dtype=region.dtype),
+        asarray=False,
+        fancy=False,
+        lock=False,
+        inline_array=True,
+        name="zarr-"
+        + da.core.tokenize(source, region.shape, str(region.dtype), chunks, _mtime(source)),
+    )
+
+
+def _mtime(source: str) -> int:
+    """Newest modification time of the array's metadata: a rewritten array gets new keys."""
+    stamps = [
+        os.stat(p).st_mtime_ns
+        for p in (Path(source) / "zarr.json", Path(source) / ".zarray")
+        if p.exists()
+    ]
+    return max(stamps, default=0)
 
 
 # ---------------------------------------------------------------- TIFF
