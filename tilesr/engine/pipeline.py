@@ -185,10 +185,19 @@ def restore_file(
         return _complete_report(src, out, image.axes, tuple(image.data.shape), start)
 
     from tilesr.engine.progress import progress_context
-    from tilesr.engine.restore import restore
+    from tilesr.engine.restore import check_request_size, restore
     from tilesr.engine.scheduling import scheduler_context
     from tilesr.io.restored import write_restored
 
+    # refuse an absurd shape before the passes over the input below, not after them
+    check_request_size(
+        tuple(image.data.shape),
+        _model_metadata(model_ref),
+        tile_size=tile_size,
+        overlap=overlap,
+        block_size=block_size,
+        fuse=fuse,
+    )
     with scheduler_context(scheduler) as info:
         data = _handle_non_finite(image.data, nan_policy, source=str(src))
         result = restore(
@@ -290,6 +299,15 @@ def _resolve_model(model: str | os.PathLike[str] | Denoiser | None) -> tuple[Any
     meta = getattr(model, "metadata", None)
     sha = getattr(meta, "weights_sha256", "") or f"{type(model).__module__}.{type(model).__name__}"
     return model, sha
+
+
+def _model_metadata(model: Any) -> Any:
+    """The ModelMetadata of a model path (session cached for the engine) or Denoiser."""
+    if isinstance(model, str):
+        from tilesr.denoisers.onnx_backend import OnnxDenoiser
+
+        return OnnxDenoiser(model, threads=1).metadata
+    return model.metadata
 
 
 def _file_sha256(path: Path) -> str:

@@ -50,6 +50,10 @@ PERCENTILE_PIXELS = 4_000_000
 #: blocks are about this many HR pixels wide by default (rounded to the tile stride)
 DEFAULT_BLOCK = 1024
 AXES_CHARS = "tczyx"
+#: most tile windows one restoration may plan: the graph holds every tile of every block
+#: (a few hundred bytes each), so this bounds it to a few GB and refuses absurd shapes
+#: before any pass over the input
+MAX_GRAPH_TILES = 2**23
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,47 @@ def _check_axes(axes: str | None, ndim: int) -> str:
     return axes
 
 
+def check_graph_size(
+    shape: tuple[int, ...], scale: int, tile: int, overlap: int, block: int, halo: int
+) -> None:
+    """Refuse a restoration whose graph would plan more than :data:`MAX_GRAPH_TILES` tiles.
+
+    Pure arithmetic on the shape (an upper estimate of the tiles all blocks sample), so
+    an input declaring an absurd shape is refused at once, not after minutes of planning.
+    """
+    stride = tile - overlap
+    total = math.prod(int(n) for n in shape[:-2])
+    for n in shape[-2:]:
+        length = int(n) * scale
+        blocks = -(-length // block)
+        per_block = min(
+            -(-max(length - tile, 0) // stride) + 1, -(-(block + 2 * halo) // stride) + 1
+        )
+        total *= blocks * per_block
+    if total > MAX_GRAPH_TILES:
+        raise TilesrError(
+            f"image of shape {tuple(shape)} is too large for one restoration: about {total} "
+            f"tiles of {tile} px (at most {MAX_GRAPH_TILES}); restore a pyramid level or a crop"
+        )
+
+
+def check_request_size(
+    shape: tuple[int, ...],
+    metadata: ModelMetadata,
+    *,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    block_size: int | None = None,
+    fuse: str = "step",
+) -> None:
+    """:func:`check_graph_size` with :func:`restore`'s defaults, before any pixel is read."""
+    tile = metadata.tile_size if tile_size is None else tile_size
+    ovl = metadata.overlap if overlap is None else overlap
+    check_tile_geometry(tile, ovl, metadata.size_multiple)
+    block = block_size or default_block_size(tile, ovl)
+    check_graph_size(shape, metadata.scale, tile, ovl, block, tile if fuse == "step" else 0)
+
+
 def _load_denoiser(model: str | Path | Denoiser, threads: int | None) -> Denoiser:
     if isinstance(model, str | Path):
         from tilesr.denoisers.onnx_backend import OnnxDenoiser
@@ -395,8 +440,9 @@ def restore(
     block = block_size or default_block_size(tile, ovl)
     batch = batch_size or _default_batch(denoiser)
     scale = meta.scale
-    rng = intensity_range or global_intensity_range(image, meta.norm_low, meta.norm_high)
     halo = tile if fuse == "step" else 0
+    check_graph_size(tuple(image.shape), scale, tile, ovl, block, halo)
+    rng = intensity_range or global_intensity_range(image, meta.norm_low, meta.norm_high)
 
     plan = SamplingPlan(
         schedule=meta.schedule,
