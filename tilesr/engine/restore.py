@@ -305,6 +305,23 @@ def check_request_size(
     check_graph_size(shape, metadata.scale, tile, ovl, block, tile if fuse == "step" else 0)
 
 
+def _probe(denoiser: Denoiser, tile: int, timesteps: int, source: str) -> None:
+    """One network call on a blank tile: a model that cannot run fails here, in one line."""
+    zeros = np.zeros((1, 1, tile, tile), dtype=np.float32)
+    t = np.full((1,), timesteps - 1, dtype=np.float32)
+    try:
+        eps = np.asarray(denoiser.predict_noise(zeros, zeros, t))
+    except Exception as exc:  # ORT raises its own untyped errors (shapes, types, memory)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise TilesrError(
+            f"{source} fails on a {tile}x{tile} tile: {type(exc).__name__} {first}"
+        ) from None
+    if eps.shape != zeros.shape:
+        raise TilesrError(f"{source} returns shape {eps.shape} for a tile of shape {zeros.shape}")
+    if not np.isfinite(eps).all():
+        raise TilesrError(f"{source} returns non-finite values for a blank tile")
+
+
 def _load_denoiser(model: str | Path | Denoiser, threads: int | None) -> Denoiser:
     if isinstance(model, str | Path):
         from tilesr.denoisers.onnx_backend import OnnxDenoiser
@@ -442,6 +459,9 @@ def restore(
     scale = meta.scale
     halo = tile if fuse == "step" else 0
     check_graph_size(tuple(image.shape), scale, tile, ovl, block, halo)
+    if isinstance(model, str | Path):
+        # a file's graph is untrusted: run it once now rather than fail inside a block task
+        _probe(denoiser, tile, meta.schedule.timesteps, str(model))
     rng = intensity_range or global_intensity_range(image, meta.norm_low, meta.norm_high)
 
     plan = SamplingPlan(
