@@ -95,6 +95,8 @@ class ModelMetadata:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise TilesrError(f"{source}: tilesr metadata is not valid JSON ({exc.msg})") from None
+        except RecursionError:  # hostile nesting ("[[[[..."): json recurses per level
+            raise TilesrError(f"{source}: tilesr metadata is nested too deeply") from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT_NAME:
             raise TilesrError(f"{source}: metadata is not in the {FORMAT_NAME} format")
         version = data.get("format_version")
