@@ -147,29 +147,37 @@ def command(
     """
     from tilesr.engine.pipeline import restore_file
 
-    report = restore_file(
-        input_path,
-        output_path,
-        model=model,
-        axes=axes,
-        level=level,
-        samples=samples,
-        steps=steps,
-        sampler=sampler,
-        seed=seed,
-        tile_size=tile_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        block_size=block_size,
-        fuse=fuse,
-        uncertainty=uncertainty,
-        skip_background=skip_background,
-        nan_policy=nan_policy,
-        dtype=dtype,
-        zarr_format=int(zarr_format),
-        scheduler=scheduler,
-        overwrite=overwrite,
-        resume=resume,
-        progress=not no_progress,
-    )
+    try:
+        report = restore_file(
+            input_path,
+            output_path,
+            model=model,
+            axes=axes,
+            level=level,
+            samples=samples,
+            steps=steps,
+            sampler=sampler,
+            seed=seed,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            block_size=block_size,
+            fuse=fuse,
+            uncertainty=uncertainty,
+            skip_background=skip_background,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            zarr_format=int(zarr_format),
+            scheduler=scheduler,
+            overwrite=overwrite,
+            resume=resume,
+            progress=not no_progress,
+        )
+    except OSError as exc:
+        # a full disk, a read-only or vanished folder: name it in one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        raise click.ClickException(
+            f"I/O error while restoring into {output_path}: {exc.strerror or exc}{where} "
+            "(the input is never written; an interrupted output continues with --resume)"
+        ) from None
     click.echo(report.summary())
