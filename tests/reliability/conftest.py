@@ -29,7 +29,9 @@ def models(tmp_path_factory):
         "analytic1": analytic_model(root / "analytic1.onnx", metadata=test_metadata(scale=1)),
         "analytic2": analytic_model(root / "analytic2.onnx", metadata=test_metadata(scale=2)),
         "spatial2": spatial_model(
-            root / "spatial2.onnx", std=0.02, gain=0.05,
+            root / "spatial2.onnx",
+            std=0.02,
+            gain=0.05,
             metadata=test_metadata(scale=2, size_multiple=8),
         ),
     }
@@ -44,7 +46,9 @@ def write_tiff(path: Path, shape: tuple[int, ...] = (136, 150), seed: int = 0) -
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = "ZYX" if len(shape) == 3 else "YX"
     tifffile.imwrite(
-        path, np.clip(data, 0, 65535).astype(np.uint16), photometric="minisblack",
+        path,
+        np.clip(data, 0, 65535).astype(np.uint16),
+        photometric="minisblack",
         metadata={"axes": axes},
     )
     return path
@@ -58,7 +62,9 @@ def tree_digest(path: Path) -> dict[str, tuple[int, int, str]]:
     for f in files:
         st = f.stat()
         out[str(f.relative_to(path.parent))] = (
-            st.st_size, st.st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest()
+            st.st_size,
+            st.st_mtime_ns,
+            hashlib.sha256(f.read_bytes()).hexdigest(),
         )
     return out
 

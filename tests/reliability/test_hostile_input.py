@@ -77,13 +77,16 @@ GROUP_MUTATIONS = {
 ARRAY_MUTATIONS = {
     "shape-1e12": lambda d: d.update(shape=[10**12, 10**12]),
     "shape-1e12-chunk-1e12": lambda d: (
-        d.update(shape=[10**12, 10**12]), _grid(d).update(chunk_shape=[10**12, 10**12])
+        d.update(shape=[10**12, 10**12]),
+        _grid(d).update(chunk_shape=[10**12, 10**12]),
     ),
     "shape-2e9-planes": lambda d: (d.update(shape=[2 * 10**9, 40, 50], dimension_names=None),),
     "shape-negative": lambda d: d.update(shape=[-5, 50]),
     "shape-float": lambda d: d.update(shape=[40.5, 50]),
-    "shape-1d": lambda d: (d.update(shape=[2000], dimension_names=["x"]),
-                           _grid(d).update(chunk_shape=[100])),
+    "shape-1d": lambda d: (
+        d.update(shape=[2000], dimension_names=["x"]),
+        _grid(d).update(chunk_shape=[100]),
+    ),
     "shape-zero": lambda d: d.update(shape=[0, 50]),
     "chunk-zero": lambda d: _grid(d).update(chunk_shape=[0, 50]),
     "chunk-huge": lambda d: _grid(d).update(chunk_shape=[10**9, 10**9]),
@@ -157,8 +160,9 @@ def test_corrupt_chunk_is_a_one_line_error(tmp_path, base_zarr, models):
     with pytest.raises(TilesrError, match="cannot read"):
         bounded(lambda: _open_and_read(path))
     digest = tree_digest(path)
-    code, output = run_cli("restore", path, tmp_path / "o.zarr", "--model", models["analytic1"],
-                           *FAST)
+    code, output = run_cli(
+        "restore", path, tmp_path / "o.zarr", "--model", models["analytic1"], *FAST
+    )
     assert_one_line_error(code, output, "cannot read")
     assert tree_digest(path) == digest
 
@@ -187,9 +191,11 @@ def test_large_but_plausible_shape_is_lazy_and_the_restore_refuses_it(tmp_path, 
         bounded(lambda: restore(image.data, str(models["analytic2"])), seconds=10, max_mb=64)
     # the command line refuses it in one line, before reading a pixel
     code, output = bounded(
-        lambda: run_cli("restore", path, tmp_path / "o.zarr", "--model", models["analytic2"],
-                        *FAST),
-        seconds=20, max_mb=128,
+        lambda: run_cli(
+            "restore", path, tmp_path / "o.zarr", "--model", models["analytic2"], *FAST
+        ),
+        seconds=20,
+        max_mb=128,
     )
     assert_one_line_error(code, output, "too large")
     assert not (tmp_path / "o.zarr").exists()
@@ -203,9 +209,21 @@ def test_huge_declared_shape_cli_under_a_memory_limit(tmp_path, base_zarr, model
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tilesr", "restore", str(path), str(tmp_path / "o.zarr"),
-         "--model", str(models["analytic2"]), "--no-progress"],
-        capture_output=True, text=True, timeout=60, preexec_fn=limit,
+        [
+            sys.executable,
+            "-m",
+            "tilesr",
+            "restore",
+            str(path),
+            str(tmp_path / "o.zarr"),
+            "--model",
+            str(models["analytic2"]),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -221,7 +239,11 @@ def tiff_bytes(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiff") / "good.tif"
     data = (np.random.default_rng(0).random((3, 40, 48)) * 1000).astype(np.uint16)
     tifffile.imwrite(
-        path, data, tile=(16, 16), compression="zlib", metadata={"axes": "ZYX"},
+        path,
+        data,
+        tile=(16, 16),
+        compression="zlib",
+        metadata={"axes": "ZYX"},
         photometric="minisblack",
     )
     return path.read_bytes(), data
@@ -245,7 +267,7 @@ def _corrupt(raw: bytes, seed: int) -> bytes:
 
 
 def test_corrupted_tiffs(tmp_path, tiff_bytes):
-    raw, data = tiff_bytes
+    raw, _ = tiff_bytes
     outcomes = {"refused": 0, "read": 0}
     for seed in range(90):
         path = tmp_path / f"c{seed}.tif"
@@ -320,8 +342,10 @@ ONNX_CASES = {
     "wrong-output-shape": lambda p: _onnx(
         p,
         [helper.make_node("Slice", ["noisy", "st", "en", "ax"], ["eps"])],
-        [numpy_helper.from_array(np.array([v], np.int64), n)
-         for n, v in (("st", 0), ("en", 4), ("ax", 3))],
+        [
+            numpy_helper.from_array(np.array([v], np.int64), n)
+            for n, v in (("st", 0), ("en", 4), ("ax", 3))
+        ],
     ),
     "nan-output": lambda p: _onnx(
         p,
@@ -343,9 +367,11 @@ ONNX_CASES = {
     "meta-overlap-negative": lambda p: _onnx(p, IDENTITY, props=_props_with(overlap=-1)),
     "meta-schedule-list": lambda p: _onnx(p, IDENTITY, props=_props_with(schedule=[1])),
     "meta-timesteps-1e12": lambda p: _onnx(
-        p, IDENTITY,
-        props=_props_with(schedule={"kind": "linear", "timesteps": 10**12,
-                                    "beta_start": 1e-4, "beta_end": 0.02}),
+        p,
+        IDENTITY,
+        props=_props_with(
+            schedule={"kind": "linear", "timesteps": 10**12, "beta_start": 1e-4, "beta_end": 0.02}
+        ),
     ),
     "meta-norm-null": lambda p: _onnx(p, IDENTITY, props=_props_with(norm_low=None)),
     "meta-not-json": lambda p: _onnx(p, IDENTITY, props={"tilesr": "{not json"}),
@@ -385,8 +411,9 @@ def test_truncated_onnx(tmp_path, small_tiff):
         model = tmp_path / f"cut{cut}.onnx"
         model.write_bytes(good.read_bytes()[:cut])
         code, output = bounded(
-            lambda model=model: run_cli("restore", small_tiff, tmp_path / "o.zarr",
-                                        "--model", model, *FAST),
+            lambda model=model: run_cli(
+                "restore", small_tiff, tmp_path / "o.zarr", "--model", model, *FAST
+            ),
             seconds=30,
         )
         assert_one_line_error(code, output)
