@@ -34,7 +34,8 @@ def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, rng=None):
     den = OnnxDenoiser(model_path)
     meta = den.metadata
     rng = rng or percentile_range(lr, meta.norm_low, meta.norm_high)
-    cond = upsample_bicubic(rng.normalize(lr), meta.scale)
+    # the engine clips the conditioning to [-1, 1], as the training data is clipped
+    cond = np.clip(upsample_bicubic(rng.normalize(lr), meta.scale), -1.0, 1.0)
     s = make_sampler(sampler, build_schedule(meta.schedule))
     res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
     return rng.denormalize(res.mean), res.std * np.float32(rng.span / 2)

@@ -172,12 +172,16 @@ def conditioning(
     window = np.asarray(lr)[np.ix_(rows - job.lr_read[0].start, cols - job.lr_read[1].start)]
     norm = rng.normalize(window)
     if scale == 1:
-        return norm
-    up = upsample_bicubic_window(norm, scale, HALO)
-    # ``up`` starts at HR pixel (need.start + HALO) * scale; the canvas may start later
-    oy = job.canvas[0].start - (job.lr_need[0].start + HALO) * scale
-    ox = job.canvas[1].start - (job.lr_need[1].start + HALO) * scale
-    return up[oy : oy + job.canvas[0].size, ox : ox + job.canvas[1].size]
+        up = norm
+    else:
+        up = upsample_bicubic_window(norm, scale, HALO)
+        # ``up`` starts at HR pixel (need.start + HALO) * scale; the canvas may start later
+        oy = job.canvas[0].start - (job.lr_need[0].start + HALO) * scale
+        ox = job.canvas[1].start - (job.lr_need[1].start + HALO) * scale
+        up = up[oy : oy + job.canvas[0].size, ox : ox + job.canvas[1].size]
+    # the network was trained on conditioning clipped to the data range [-1, 1]
+    # (tilesr.data.datasets.PatchSampler): brighter than the high percentile saturates
+    return np.clip(up, -1.0, 1.0)
 
 
 def restore_block(
