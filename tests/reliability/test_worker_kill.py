@@ -1,0 +1,64 @@
+"""A dask worker process SIGKILLed mid-restore: the run completes, bit for bit as without."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.reliability.conftest import assert_same_output, tree_digest, write_tiff
+from tilesr.engine.pipeline import restore_file
+
+pytestmark = pytest.mark.slow
+
+OPTIONS = {"samples": 2, "steps": 4, "sampler": "ddim", "block_size": 64, "progress": False}
+
+
+def test_worker_killed_mid_restore_is_survived(tmp_path, models):
+    distributed = pytest.importorskip("distributed")
+    src = write_tiff(tmp_path / "in.tif", (136, 150))
+    digest = tree_digest(src)
+    model = models["spatial2"]
+    ref = tmp_path / "ref" / "out.zarr"
+    restore_file(src, ref, model=model, **OPTIONS)  # fault-free, local threads
+
+    out = tmp_path / "run" / "out.zarr"
+    done = out / ".tilesr" / "done"
+    killed: list[int] = []
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+
+        def killer() -> None:
+            # wait until blocks are being written, then kill the worker of one of them
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if done.is_dir() and sum(1 for _ in done.iterdir()) >= 3:
+                    pid = sorted(pids.values())[0]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        report = restore_file(src, out, model=model, scheduler=cluster.scheduler_address, **OPTIONS)
+        thread.join(timeout=5)
+        assert killed, "the run finished before a worker could be killed"
+        # the nanny brought a fresh worker process in place of the killed one
+        assert killed[0] not in client.run(os.getpid).values()
+
+    assert report.chunks_written == report.chunks_total
+    assert_same_output(out, ref)
+    assert tree_digest(src) == digest
