@@ -1,0 +1,404 @@
+"""Measurements that run in their own process for ``tools/bench_engine.py``.
+
+``python tools/_bench_worker.py TASK '{"json": "args"}'`` prints one line starting
+with ``BENCH_RESULT`` holding a JSON object. Each task runs in a fresh process so that
+thread pools (ONNX Runtime spins its threads after a run) and allocator state of one
+measurement do not leak into the next, and so the parent can read the process's own
+peak RSS.
+
+Tasks: ``engine`` (network evaluations and wall time of ``restore_file``, then the same
+evaluations in a tight loop), ``monai`` (the reverse diffusion loop around
+``monai.inferers.sliding_window_inference``), ``speed`` (tiles per second per backend
+and batch size), ``gemm`` (fp32 matmul rate), ``flops`` (FLOPs per tile).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import emit, flops_per_tile_onnx
+
+# --------------------------------------------------------------------------- engine (a)
+
+
+class CountingDenoiser:
+    """Wraps a Denoiser: counts every call's batch size and the time spent inside it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.metadata = inner.metadata
+        self.providers = getattr(inner, "providers", None)  # the engine's batch default reads it
+        self.batches: list[int] = []
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def predict_noise(
+        self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        start = time.perf_counter()
+        eps = self.inner.predict_noise(noisy, cond, t)
+        spent = time.perf_counter() - start
+        with self._lock:
+            self.batches.append(int(noisy.shape[0]))
+            self.seconds += spent
+        return eps
+
+    def __dask_tokenize__(self) -> Any:
+        return ("CountingDenoiser", str(self.inner.path), self.inner.threads)
+
+
+def tight_loop(session: Any, meta: Any, batches: list[int], tile: int, workers: int) -> float:
+    """Wall time of ``session.run`` over exactly ``batches`` (split over ``workers`` threads)."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for b in set(batches):
+        x = rng.standard_normal((b, 1, tile, tile), dtype=np.float32)
+        feeds[b] = {
+            meta.input_noisy: x,
+            meta.input_cond: x.copy(),
+            meta.input_timestep: np.full((b,), 500.0, np.float32),
+        }
+    shares = [batches[w::workers] for w in range(workers)]
+
+    def run(share: list[int]) -> None:
+        for b in share:
+            session.run([meta.output], feeds[b])
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in shares]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - start
+
+
+def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str, Any]:
+    """Tiles the engine plans per block (with halos) and tiles of the bare global grid."""
+    import dask.array as da
+
+    from tilesr.data.normalize import IntensityRange
+    from tilesr.engine.restore import plan_block, restore
+    from tilesr.engine.tiling import block_spans, tile_grid
+
+    lazy = restore(
+        da.zeros(lr_shape, dtype=np.float32, chunks=1024),
+        model,
+        intensity_range=IntensityRange(0.0, 1.0),
+    )
+    block, halo = int(lazy.settings["block"]), int(lazy.settings["halo"])
+    hr = (lr_shape[0] * meta.scale, lr_shape[1] * meta.scale)
+    per_block = [
+        len(
+            plan_block(
+                0, (by, bx), hr, lr_shape, meta.scale, meta.tile_size, meta.overlap, halo
+            ).tiles
+        )
+        for by in block_spans(hr[0], block)
+        for bx in block_spans(hr[1], block)
+    ]
+    assert sum(per_block) == lazy.settings["tiles"], (per_block, lazy.settings["tiles"])
+    grid = tile_grid(hr, meta.tile_size, meta.overlap)
+    return {
+        "engine_tiles": sum(per_block),
+        "block_tiles": per_block,
+        "grid_tiles": len(grid),
+        "blocks": len(per_block),
+        "block": block,
+        "halo": halo,
+    }
+
+
+def expected_batches(block_tiles: list[int], samples: int, steps: int, batch: int) -> list[int]:
+    """Network batch sizes of the fused sampler: per block and step, tiles x samples in order."""
+    out = []
+    for tiles in block_tiles:
+        entries = tiles * samples
+        out += [min(batch, entries - i) for i in range(0, entries, batch)] * steps
+    return out
+
+
+def task_engine(args: dict[str, Any]) -> dict[str, Any]:
+    from tilesr.denoisers.onnx_backend import OnnxDenoiser
+    from tilesr.engine.pipeline import restore_file
+    from tilesr.engine.scheduling import default_workers, threads_per_worker
+    from tilesr.io import open_image
+
+    threads = threads_per_worker()
+    inner = OnnxDenoiser(args["model"], threads=threads)
+    meta = inner.metadata
+    counting = CountingDenoiser(inner)
+    batch = int(args.get("batch_size") or 8)
+    x = np.zeros((batch, 1, meta.tile_size, meta.tile_size), np.float32)
+    inner.predict_noise(x, x, np.zeros(batch, np.float32))  # session built and warm
+
+    lr_shape = tuple(int(n) for n in open_image(args["input"]).data.shape[-2:])
+    tight = bool(args.get("tight", True))
+    workers = default_workers()
+    plan = planned_tiles(meta, (lr_shape[0], lr_shape[1]), inner)
+    if tight:
+        # the batches the engine will make (measured for real below; checked equal), so
+        # the tight loop can run before and after it and bracket any drift in machine load
+        expected = expected_batches(
+            plan["block_tiles"], int(args["samples"]), int(args["steps"]), batch
+        )
+        before = tight_loop(inner.session, meta, expected, meta.tile_size, workers)
+    start = time.perf_counter()
+    report = restore_file(
+        args["input"],
+        args["output"],
+        model=counting,
+        samples=args["samples"],
+        steps=args["steps"],
+        sampler=args["sampler"],
+        batch_size=args.get("batch_size"),
+        overwrite=True,
+        progress=False,
+    )
+    wall = time.perf_counter() - start
+    out = {
+        "threads": threads,
+        "workers": workers,
+        "wall_s": wall,
+        "output_shape": list(report.output_shape),
+        "evals": int(sum(counting.batches)),
+        "calls": len(counting.batches),
+        "batch_histogram": {str(k): v for k, v in sorted(Counter(counting.batches).items())},
+        "network_s": counting.seconds,
+        "tile": meta.tile_size,
+        "overlap": meta.overlap,
+        **plan,
+    }
+    if tight:
+        after = tight_loop(inner.session, meta, counting.batches, meta.tile_size, workers)
+        out.update(
+            tight_before_s=before,
+            tight_after_s=after,
+            tight_s=(before + after) / 2,
+            tight_batches_match=sorted(expected) == sorted(counting.batches),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- MONAI (c)
+
+
+def _torch_model(checkpoint: str, threads: int) -> Any:
+    import torch
+
+    from tilesr.model.checkpoint import build_model, load_checkpoint
+
+    torch.set_num_threads(threads)
+    return build_model(load_checkpoint(checkpoint), ema=True, source=checkpoint)
+
+
+def task_monai(args: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from tilesr.data.resize import upsample_bicubic
+    from tilesr.denoisers.onnx_backend import OnnxDenoiser
+    from tilesr.diffusion import build_schedule, make_sampler
+    from tilesr.diffusion.noise import keyed_normal_batch
+    from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+    from tilesr.engine.restore import global_intensity_range
+    from tilesr.io import open_image
+
+    threads = int(args["threads"])
+    torch.set_num_threads(threads)
+    onnx_model = OnnxDenoiser(args["model"], threads=threads)
+    meta = onnx_model.metadata
+    backend = args["backend"]
+    net = _torch_model(args["checkpoint"], threads) if backend == "torch" else None
+    tile, batch, n = meta.tile_size, int(args["batch_size"]), int(args["samples"])
+    windows = [0]
+
+    def window_eps(window: torch.Tensor, t: float) -> torch.Tensor:
+        # window: (B, 2, tile, tile) = [cond, noisy], the network's own channel order
+        windows[0] += int(window.shape[0])
+        tt = torch.full((window.shape[0],), float(t))
+        if net is not None:
+            return net(window[:, 1:2], window[:, 0:1], tt)
+        eps = onnx_model.predict_noise(window[:, 1:2].numpy(), window[:, 0:1].numpy(), tt.numpy())
+        return torch.from_numpy(eps)
+
+    start = time.perf_counter()
+    image = open_image(args["input"]).data
+    rng = global_intensity_range(image, meta.norm_low, meta.norm_high)
+    lr = np.asarray(image.compute(), dtype=np.float32)
+    norm = rng.normalize(lr)
+    cond = upsample_bicubic(norm, meta.scale) if meta.scale > 1 else norm
+    shape = (int(cond.shape[0]), int(cond.shape[1]))
+    cond_t = torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32))[None, None]
+    sampler = make_sampler(args["sampler"], build_schedule(meta.schedule))
+    timesteps = sampler.timesteps(int(args["steps"]))
+
+    def predict(x: NDArray[np.float32], t: int) -> NDArray[np.float32]:
+        stacked = torch.cat([cond_t.expand(n, 1, *shape), torch.from_numpy(x)[:, None]], dim=1)
+        with torch.inference_mode():
+            eps = sliding_window_inference(
+                stacked,
+                roi_size=(tile, tile),
+                sw_batch_size=batch,
+                predictor=lambda w: window_eps(w, t),
+                overlap=meta.overlap / tile,
+                mode="gaussian",
+            )
+        assert isinstance(eps, torch.Tensor)
+        return np.asarray(eps[:, 0].numpy(), dtype=np.float32)
+
+    def step_noise(i: int) -> NDArray[np.float32]:
+        return keyed_normal_batch(
+            sample_keys(int(args["seed"]), STEP_NOISE, i, 0, n), (0, 0), shape
+        )
+
+    x_start = keyed_normal_batch(
+        sample_keys(int(args["seed"]), INITIAL_NOISE, 0, 0, n), (0, 0), shape
+    )
+    x0 = run_reverse(predict, x_start, sampler, timesteps, step_noise)
+    restored = rng.denormalize(x0.mean(axis=0))
+    wall = time.perf_counter() - start
+    return {
+        "backend": backend,
+        "threads": threads,
+        "wall_s": wall,
+        "evals": windows[0],
+        "windows_per_step": windows[0] // max(1, n * len(timesteps)),
+        "output_shape": list(restored.shape),
+        "finite": bool(np.isfinite(restored).all()),
+    }
+
+
+# --------------------------------------------------------------------------- speed (d)
+
+
+def _time_calls(call: Any, batch: int, min_seconds: float, min_calls: int) -> dict[str, Any]:
+    call()  # warm-up: first-call allocations and kernel selection
+    times: list[float] = []
+    total = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - total < min_seconds:
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    return {
+        "batch": batch,
+        "calls": len(times),
+        "median_call_s": median,
+        "tiles_per_s": batch / median,
+    }
+
+
+def task_speed(args: dict[str, Any]) -> dict[str, Any]:
+    backend, tile, threads = args["backend"], int(args["tile"]), int(args["threads"])
+    min_seconds, min_calls = float(args["min_seconds"]), int(args["min_calls"])
+    rows = []
+    if backend.startswith("onnx"):
+        from tilesr.denoisers.onnx_backend import OnnxDenoiser
+
+        providers = (
+            ("CUDAExecutionProvider",) if backend == "onnx-cuda" else ("CPUExecutionProvider",)
+        )
+        den = OnnxDenoiser(args["model"], threads=threads, providers=providers)
+        for b in args["batches"]:
+            x = np.random.default_rng(0).standard_normal((b, 1, tile, tile), dtype=np.float32)
+            t = np.full((b,), 500.0, np.float32)
+            rows.append(
+                _time_calls(lambda x=x, t=t: den.predict_noise(x, x, t), b, min_seconds, min_calls)
+            )
+        return {"backend": backend, "threads": threads, "rows": rows}
+
+    import torch
+
+    net = _torch_model(args["checkpoint"], threads)
+    device = "cuda" if "cuda" in backend else "cpu"
+    dtype = torch.bfloat16 if backend.endswith("bf16") else torch.float32
+    net = net.to(device)
+    for b in args["batches"]:
+        xt = torch.randn(b, 1, tile, tile, device=device)
+        tt = torch.full((b,), 500.0, device=device)
+
+        def call(x: Any = xt, t: Any = tt) -> None:
+            with (
+                torch.inference_mode(),
+                torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32),
+            ):
+                net(x, x, t)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        rows.append(_time_calls(call, b, min_seconds, min_calls))
+    return {"backend": backend, "threads": threads, "rows": rows}
+
+
+def task_gemm(args: dict[str, Any]) -> dict[str, Any]:
+    n, threads, repeats = int(args["n"]), int(args["threads"]), int(args["repeats"])
+    flops = 2.0 * n**3
+    out: dict[str, Any] = {"n": n, "threads": threads}
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        torch.mm(ta, tb)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(ta, tb)
+            times.append(time.perf_counter() - start)
+        out["torch_best_gflops"] = flops / min(times) / 1e9
+        out["torch_median_gflops"] = flops / float(np.median(times)) / 1e9
+    except ImportError:
+        pass
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    out["numpy_best_gflops"] = flops / min(times) / 1e9
+    out["numpy_median_gflops"] = flops / float(np.median(times)) / 1e9
+    return out
+
+
+def task_flops(args: dict[str, Any]) -> dict[str, Any]:
+    tile = int(args["tile"])
+    out: dict[str, Any] = {
+        "tile": tile,
+        "onnx_flops": flops_per_tile_onnx(Path(args["model"]), tile),
+    }
+    if args.get("checkpoint"):
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net = _torch_model(args["checkpoint"], 1)
+        x = torch.zeros(1, 1, tile, tile)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            net(x, x, torch.zeros(1))
+        out["torch_flops"] = float(counter.get_total_flops())
+    return out
+
+
+TASKS = {
+    "engine": task_engine,
+    "monai": task_monai,
+    "speed": task_speed,
+    "gemm": task_gemm,
+    "flops": task_flops,
+}
+
+if __name__ == "__main__":
+    emit(TASKS[sys.argv[1]](json.loads(sys.argv[2])))

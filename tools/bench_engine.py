@@ -1,0 +1,739 @@
+"""Engine and speed benchmarks: writes docs/benchmarks/engine.json and a docs/benchmarks.md region.
+
+Sections (``--only`` picks some; results of the others are kept from the JSON file):
+
+a  engine efficiency: network evaluations of one ``restore_file`` run (counted by
+   wrapping the denoiser), the same evaluations at the same batch sizes in a tight loop
+   on the same ONNX Runtime session, efficiency = tight loop / end to end; and the
+   tile-pixel overhead (grid overlap x block halos).
+b  peak RSS of ``tilesr restore`` (a subprocess) for a small and a large output, same
+   cheap settings; MONAI's in-memory sliding window as a reference when installed.
+c  peer reference: the same restoration through ``monai.inferers.sliding_window_inference``
+   (reverse loop outside, one whole-image sliding window per step), with the U-Net in
+   torch eager and in ONNX Runtime.
+d  tiles per second of ONNX Runtime and PyTorch eager at batch 1/8/32, as a fraction
+   of the measured fp32 GEMM rate (FLOPs per tile counted on the graph).
+e  time and peak RSS of ``tilesr restore`` with the demo settings.
+
+Every measurement runs in its own process (``tools/_bench_worker.py`` or the
+``tilesr`` CLI) and its peak RSS is that process's own (``os.wait4``). The machine is
+recorded with the results; quote ratios from one run, not absolute numbers across runs.
+
+Usage::
+
+    python tools/bench_engine.py [--quick] [--model PATH | --random-model] \
+        [--out docs/benchmarks.md] [--only a,b,c,d,e]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import (
+    BUNDLED_MODEL,
+    REPO,
+    BenchModel,
+    cheap_model,
+    machine_info,
+    now_iso,
+    random_unet,
+    replace_region,
+    run_child,
+    simulated_input,
+    worker_cmd,
+)
+
+SECTIONS = "abcde"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Output sizes (HR pixels, square) and repetition counts of one mode."""
+
+    efficiency: int  # (a) and (c)
+    rss: tuple[int, int]  # (b): small, large
+    demo: int  # (e); the 8192 row is opt-in
+    batches: tuple[int, ...]  # (d)
+    min_seconds: float  # (d) per batch size
+    min_calls: int
+
+
+FULL = Sizes(
+    efficiency=2048, rss=(2048, 8192), demo=2048, batches=(1, 8, 32), min_seconds=10.0, min_calls=3
+)
+QUICK = Sizes(
+    efficiency=512, rss=(512, 2048), demo=256, batches=(1, 8), min_seconds=2.0, min_calls=2
+)
+DEMO_LARGE = 8192
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (finishes in a few minutes); for validating the script",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", type=Path, help="exported .onnx model to benchmark")
+    src.add_argument(
+        "--random-model",
+        action="store_true",
+        help="randomly initialised UNetConfig() U-Net (default when no bundled model)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="torch checkpoint of --model (for the PyTorch and MONAI-torch rows)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docs" / "benchmarks.md",
+        help="markdown file; only the bench_engine region is replaced",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results file (default: <out folder>/benchmarks/engine.json)",
+    )
+    p.add_argument("--only", default=",".join(SECTIONS), help="sections to run, e.g. a,d (default all)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep models, inputs and outputs here (reused between runs)",
+    )
+    p.add_argument("--samples", type=int, default=1, help="(a, c) samples per pixel")
+    p.add_argument("--steps", type=int, default=2, help="(a, c) sampler steps")
+    p.add_argument("--sampler", default="dpmpp", help="(a, c, e) sampler")
+    p.add_argument(
+        "--rss-model",
+        choices=("analytic", "unet"),
+        default="analytic",
+        help="(b) network for the memory rows (default: analytic, cheap)",
+    )
+    p.add_argument("--rss-steps", type=int, default=1, help="(b) sampler steps")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="(c, d) threads per network call (default: the engine's per worker)",
+    )
+    p.add_argument("--demo-samples", type=int, default=2, help="(e) samples")
+    p.add_argument("--demo-steps", type=int, default=10, help="(e) steps")
+    p.add_argument(
+        "--include-8192-demo",
+        action="store_true",
+        help="(e) also restore an 8192x8192 output with the demo settings (slow)",
+    )
+    args = p.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if len(s) != 1 or s not in SECTIONS]
+    if bad or not only:
+        p.error(f"--only takes letters from {','.join(SECTIONS)}, got {args.only!r}")
+    args.only = only
+    for name in ("samples", "steps", "rss_steps", "demo_samples", "demo_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.json is None:
+        args.json = args.out.parent / "benchmarks" / "engine.json"
+    return args
+
+
+def have_monai() -> bool:
+    return importlib.util.find_spec("monai") is not None
+
+
+def have_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+class Bench:
+    """Runs the requested sections and collects their results."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.work = workdir
+        self.sizes = QUICK if args.quick else FULL
+        self.model = self._model()
+        from tilesr.denoisers.onnx_backend import OnnxDenoiser
+        from tilesr.engine.scheduling import threads_per_worker
+
+        self.meta = OnnxDenoiser(self.model.onnx, threads=1).metadata
+        self.threads = args.threads or threads_per_worker()
+        self.engine_a: dict[str, Any] | None = None
+
+    def _model(self) -> BenchModel:
+        a = self.args
+        if a.model is not None:
+            if not a.model.is_file():
+                raise SystemExit(f"--model {a.model} does not exist")
+            return BenchModel(a.model.resolve(), a.checkpoint, f"given model {a.model.name}")
+        if not a.random_model and BUNDLED_MODEL.is_file():
+            return BenchModel(BUNDLED_MODEL, a.checkpoint, "bundled tilesr/models/default.onnx")
+        print("exporting a random default-config U-Net ...", flush=True)
+        return random_unet(self.work)
+
+    def _input(self, hr_size: int) -> Path:
+        print(f"  preparing a simulated {hr_size}x{hr_size} (output) input ...", flush=True)
+        return simulated_input(self.work, hr_size, self.meta.scale)
+
+    def _restore_cli(
+        self, model: Path, hr_size: int, samples: int, steps: int, tag: str
+    ) -> dict[str, Any]:
+        """``tilesr restore`` in a subprocess: wall time, peak RSS, output shape."""
+        inp = self._input(hr_size)
+        out = self.work / f"out_{tag}_{hr_size}.ome.zarr"
+        cmd = [
+            sys.executable,
+            "-m",
+            "tilesr",
+            "restore",
+            str(inp),
+            str(out),
+            "--model",
+            str(model),
+            "--samples",
+            str(samples),
+            "--steps",
+            str(steps),
+            "--sampler",
+            self.args.sampler,
+            "--overwrite",
+            "--no-progress",
+        ]
+        print(
+            f"  running {shlex.join(cmd[2:4])} ... ({hr_size}^2, {samples} sample(s), "
+            f"{steps} step(s))",
+            flush=True,
+        )
+        run = run_child(cmd)
+        if run.returncode:
+            raise RuntimeError(f"tilesr restore failed ({run.returncode}): {run.stderr[-2000:]}")
+        shutil.rmtree(out, ignore_errors=True)  # large outputs: keep the disk free
+        return {
+            "output": hr_size,
+            "samples": samples,
+            "steps": steps,
+            "wall_s": run.wall_s,
+            "peak_rss_mib": run.peak_rss_mib,
+            "stdout": run.stdout.strip()[-300:],
+        }
+
+    def _monai(
+        self, backend: str, model: BenchModel, hr_size: int, samples: int, steps: int
+    ) -> dict[str, Any]:
+        args = {
+            "backend": backend,
+            "model": str(model.onnx),
+            "checkpoint": str(model.checkpoint) if model.checkpoint else None,
+            "input": str(self._input(hr_size)),
+            "samples": samples,
+            "steps": steps,
+            "sampler": self.args.sampler,
+            "seed": 0,
+            "batch_size": 8,
+            "threads": self.threads,
+        }
+        print(f"  MONAI sliding window ({backend}, {hr_size}^2) ...", flush=True)
+        run = run_child(worker_cmd("monai", args))
+        return {
+            **run.result(),
+            "peak_rss_mib": run.peak_rss_mib,
+            "process_wall_s": run.wall_s,
+            "output": hr_size,
+            "samples": samples,
+            "steps": steps,
+        }
+
+    # ------------------------------------------------------------------ sections
+
+    def a(self) -> dict[str, Any]:
+        size = self.sizes.efficiency
+        inp = self._input(size)
+        args = {
+            "model": str(self.model.onnx),
+            "input": str(inp),
+            "output": str(self.work / f"out_a_{size}.ome.zarr"),
+            "samples": self.args.samples,
+            "steps": self.args.steps,
+            "sampler": self.args.sampler,
+            "tight": True,
+        }
+        print(f"  engine run + tight loop ({size}^2) ...", flush=True)
+        run = run_child(worker_cmd("engine", args))
+        res = {**run.result(), "peak_rss_mib": run.peak_rss_mib}
+        tile_px = res["evals"] * res["tile"] ** 2
+        out_px = res["output_shape"][-1] * res["output_shape"][-2]
+        per = max(1, self.args.samples * self.args.steps)
+        res.update(
+            efficiency=res["tight_s"] / res["wall_s"],
+            network_fraction=res["network_s"] / res["wall_s"],
+            tile_pixels_per_output_pixel=tile_px / (out_px * per),
+            grid_overlap_factor=res["grid_tiles"] * res["tile"] ** 2 / out_px,
+            halo_factor=res["engine_tiles"] / res["grid_tiles"],
+        )
+        self.engine_a = res
+        return {
+            "settings": {
+                "output": size,
+                "samples": self.args.samples,
+                "steps": self.args.steps,
+                "sampler": self.args.sampler,
+            },
+            "results": res,
+        }
+
+    def b(self) -> dict[str, Any]:
+        model = (
+            self.model if self.args.rss_model == "unet" else cheap_model(self.work, self.model.onnx)
+        )
+        rows = [
+            self._restore_cli(model.onnx, n, 1, self.args.rss_steps, "b") for n in self.sizes.rss
+        ]
+        peers = []
+        if have_monai():
+            peers = [self._monai("onnx", model, n, 1, self.args.rss_steps) for n in self.sizes.rss]
+        return {
+            "settings": {
+                "outputs": list(self.sizes.rss),
+                "samples": 1,
+                "steps": self.args.rss_steps,
+                "sampler": self.args.sampler,
+                "model": model.description,
+            },
+            "results": {
+                "tilesr": rows,
+                "monai_onnx": peers,
+                "rss_ratio": rows[1]["peak_rss_mib"] / rows[0]["peak_rss_mib"],
+                "monai_installed": have_monai(),
+            },
+        }
+
+    def c(self) -> dict[str, Any]:
+        size = self.sizes.efficiency
+        settings = {
+            "output": size,
+            "samples": self.args.samples,
+            "steps": self.args.steps,
+            "sampler": self.args.sampler,
+            "tile": self.meta.tile_size,
+            "overlap": self.meta.overlap,
+            "blend": "gaussian (MONAI), sin^2 (tilesr)",
+            "threads": self.threads,
+        }
+        if self.engine_a is None or self.engine_a["output_shape"][-1] != size:
+            self.a()
+        assert self.engine_a is not None
+        e = self.engine_a
+        tilesr_row = {
+            "name": "tilesr restore_file (ONNX Runtime, OME-Zarr in/out)",
+            "wall_s": e["wall_s"],
+            "peak_rss_mib": e["peak_rss_mib"],
+            "evals": e["evals"],
+            "per_step": e["evals"] // max(1, self.args.samples * self.args.steps),
+        }
+        if not have_monai():
+            return {
+                "settings": settings,
+                "results": {
+                    "tilesr": tilesr_row,
+                    "monai": None,
+                    "note": "monai is not installed (pip install 'tilesr[bench]')",
+                },
+            }
+        rows = []
+        if self.model.checkpoint is not None and have_torch():
+            rows.append(self._monai("torch", self.model, size, self.args.samples, self.args.steps))
+        rows.append(self._monai("onnx", self.model, size, self.args.samples, self.args.steps))
+        note = None if self.model.checkpoint else "no checkpoint for this model: no torch row"
+        return {
+            "settings": settings,
+            "results": {"tilesr": tilesr_row, "monai": rows, "note": note},
+        }
+
+    def d(self) -> dict[str, Any]:
+        tile = self.meta.tile_size
+        common = {
+            "model": str(self.model.onnx),
+            "tile": tile,
+            "threads": self.threads,
+            "batches": list(self.sizes.batches),
+            "min_seconds": self.sizes.min_seconds,
+            "min_calls": self.sizes.min_calls,
+            "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
+        }
+        print("  FLOPs per tile and GEMM rate ...", flush=True)
+        flops = run_child(worker_cmd("flops", {**common})).result()
+        gemm = run_child(
+            worker_cmd("gemm", {"n": 2048, "threads": self.threads, "repeats": 10})
+        ).result()
+        backends = ["onnx"]
+        if self.model.checkpoint is not None and have_torch():
+            backends.append("torch")
+        gpu = gpu_status()
+        if gpu["torch_cuda"] and self.model.checkpoint is not None:
+            backends += ["torch-cuda-fp32", "torch-cuda-bf16"]
+        if gpu["ort_cuda"]:
+            backends.append("onnx-cuda")
+        speed = []
+        for backend in backends:
+            print(f"  tiles/s: {backend} ...", flush=True)
+            speed.append(run_child(worker_cmd("speed", {**common, "backend": backend})).result())
+        return {
+            "settings": {
+                "tile": tile,
+                "threads": self.threads,
+                "batches": list(self.sizes.batches),
+            },
+            "results": {"flops": flops, "gemm": gemm, "speed": speed, "gpu": gpu},
+        }
+
+    def e(self) -> dict[str, Any]:
+        a = self.args
+        rows = [
+            self._restore_cli(self.model.onnx, self.sizes.demo, a.demo_samples, a.demo_steps, "e")
+        ]
+        rows[0]["tiles"] = engine_tiles(self.model.onnx, self.sizes.demo, self.meta.scale)
+        large_tiles = engine_tiles(self.model.onnx, DEMO_LARGE, self.meta.scale)
+        if a.include_8192_demo:
+            big = self._restore_cli(self.model.onnx, DEMO_LARGE, a.demo_samples, a.demo_steps, "e")
+            rows.append({**big, "tiles": large_tiles})
+        else:
+            est = rows[0]["wall_s"] * large_tiles / rows[0]["tiles"]
+            rows.append(
+                {
+                    "output": DEMO_LARGE,
+                    "samples": a.demo_samples,
+                    "steps": a.demo_steps,
+                    "tiles": large_tiles,
+                    "skipped": True,
+                    "estimated_s": est,
+                }
+            )
+        return {
+            "settings": {
+                "samples": a.demo_samples,
+                "steps": a.demo_steps,
+                "sampler": a.sampler,
+                "model": self.model.description,
+            },
+            "results": {"rows": rows},
+        }
+
+
+def engine_tiles(model: Path, hr_size: int, scale: int) -> int:
+    """Tiles the engine plans for a square output (lazy; nothing is computed)."""
+    import dask.array as da
+    import numpy as np
+
+    from tilesr.data.normalize import IntensityRange
+    from tilesr.engine.restore import restore
+
+    lr = da.zeros((hr_size // scale, hr_size // scale), dtype=np.float32, chunks=1024)
+    return int(restore(lr, str(model), intensity_range=IntensityRange(0.0, 1.0)).settings["tiles"])
+
+
+def gpu_status() -> dict[str, Any]:
+    """Whether PyTorch CUDA and ONNX Runtime's CUDA provider are usable here."""
+    import onnxruntime as ort
+
+    torch_cuda = False
+    if have_torch():
+        import torch
+
+        torch_cuda = bool(torch.cuda.is_available())
+    return {
+        "torch_cuda": torch_cuda,
+        "ort_cuda": "CUDAExecutionProvider" in ort.get_available_providers(),
+    }
+
+
+# ---------------------------------------------------------------------- markdown
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _provenance(sec: dict[str, Any]) -> str:
+    m = sec["machine"]
+    v = m["versions"]
+    mode = " **(--quick: small sizes, for validation only)**" if sec.get("quick") else ""
+    return (
+        f"_Measured {sec['date']} on {m['cpu']} ({m['available_cores']} cores, "
+        f"{m['memory_gib']} GiB), ONNX Runtime {v.get('onnxruntime')}, torch "
+        f"{v.get('torch')}; model: {sec['model']['description']}; command: "
+        f"`{sec['command']}`_{mode}"
+    )
+
+
+def md_a(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    per = s["samples"] * s["steps"]
+    hist = ", ".join(f"{v} x {k}" for k, v in r["batch_histogram"].items())
+    return [
+        "### (a) Engine efficiency",
+        "",
+        f"Output {s['output']}x{s['output']} (simulated input, scale 2), {s['samples']} "
+        f"sample(s), {s['steps']} {s['sampler']} step(s), tile {r['tile']} / overlap "
+        f"{r['overlap']}, blocks of {r['block']} px with a {r['halo']} px halo, "
+        f"{r['workers']} dask worker(s) x {r['threads']} ONNX Runtime thread(s). End to end "
+        "is `restore_file` from OME-Zarr to OME-Zarr (percentiles, reads, sampling, "
+        "blending, writes, pyramid) with a warm session; the tight loop runs "
+        "`session.run` on the same session with the same batch sizes.",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| network evaluations (tiles x samples x steps) | {r['evals']} "
+        f"({r['evals'] // max(1, per)} x {s['samples']} x {s['steps']}) |",
+        f"| network calls (count x batch) | {r['calls']} ({hist}) |",
+        f"| end-to-end wall time | {_f(r['wall_s'], 1)} s |",
+        f"| time inside `predict_noise` during it | {_f(r['network_s'], 1)} s |",
+        f"| tight loop, same evaluations (mean of one run before and one after) | "
+        f"{_f(r['tight_s'], 1)} s ({_f(r['tight_before_s'], 1)} / "
+        f"{_f(r['tight_after_s'], 1)}) |",
+        f"| **efficiency** = tight loop / end to end (goal >= 0.9) | **{_f(r['efficiency'])}** |",
+        f"| network share of the end-to-end time (measured in the same run, so robust to "
+        f"load changes) | {_f(r['network_fraction'])} |",
+        f"| tiles per step: engine (with block halos) / bare global grid | "
+        f"{r['engine_tiles']} / {r['grid_tiles']} = {_f(r['halo_factor'])} |",
+        f"| **evaluated tile-pixels / output pixels** (per sample and step) | "
+        f"**{_f(r['tile_pixels_per_output_pixel'])}** = grid overlap "
+        f"{_f(r['grid_overlap_factor'])} x block halos {_f(r['halo_factor'])} |",
+        f"| peak RSS of the process (engine run, then tight loop) | {r['peak_rss_mib']:.0f} MiB |",
+    ] + (
+        []
+        if r.get("tight_batches_match", True)
+        else [
+            "",
+            "Warning: the tight loop before the run assumed other batch sizes than the "
+            "engine made; the 'before' time is not comparable.",
+        ]
+    )
+
+
+def md_b(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    lines = [
+        "### (b) Peak memory vs output size",
+        "",
+        f"`tilesr restore` (OME-Zarr in and out, default blocks and scheduler) in a "
+        f"subprocess; peak RSS is the process's own (`os.wait4`). {s['samples']} sample, "
+        f"{s['steps']} {s['sampler']} step(s), model: **{s['model']}** (memory is the "
+        "point here, not the network). Wall time includes start-up and imports.",
+        "",
+        "| implementation | output | wall time | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    for row in r["tilesr"]:
+        lines.append(
+            f"| tilesr restore | {row['output']}^2 | {_f(row['wall_s'], 1)} s | "
+            f"{row['peak_rss_mib']:.0f} MiB |"
+        )
+    for row in r.get("monai_onnx") or []:
+        lines.append(
+            f"| MONAI sliding window, whole image in memory (reference) | "
+            f"{row['output']}^2 | {_f(row['wall_s'], 1)} s | "
+            f"{row['peak_rss_mib']:.0f} MiB |"
+        )
+    small, large = s["outputs"]
+    lines += [
+        "",
+        f"**Peak RSS ratio tilesr {large}^2 / {small}^2: {_f(r['rss_ratio'])}** (goal <= 1.3).",
+    ]
+    if not r.get("monai_installed"):
+        lines.append("MONAI rows skipped: monai is not installed.")
+    return lines
+
+
+def md_c(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    lines = [
+        "### (c) Peer reference: MONAI sliding-window inference",
+        "",
+        f"The same restoration ({s['output']}^2 output, {s['samples']} sample(s), "
+        f"{s['steps']} {s['sampler']} step(s), tile {s['tile']}, overlap {s['overlap']}, "
+        f"batch 8, {s['threads']} thread(s)): the reverse loop of `tilesr.diffusion` runs "
+        "outside and calls `monai.inferers.sliding_window_inference` (gaussian blending) "
+        "once per step on the whole image held in memory. MONAI times cover reading the "
+        "input to the restored array in memory (no output file), after model load.",
+        "",
+        "| implementation | network evaluations per step | wall time | peak RSS | time vs tilesr |",
+        "|---|---|---|---|---|",
+    ]
+    t = r["tilesr"]
+    lines.append(
+        f"| {t['name']} | {t['per_step']} | {_f(t['wall_s'], 1)} s | "
+        f"{t['peak_rss_mib']:.0f} MiB | 1.00 |"
+    )
+    for row in r.get("monai") or []:
+        name = {"torch": "MONAI + PyTorch eager", "onnx": "MONAI + ONNX Runtime"}[row["backend"]]
+        lines.append(
+            f"| {name} | {row['windows_per_step']} | {_f(row['wall_s'], 1)} s | "
+            f"{row['peak_rss_mib']:.0f} MiB | {_f(row['wall_s'] / t['wall_s'])} |"
+        )
+    if r.get("note"):
+        lines += ["", f"Note: {r['note']}."]
+    return lines
+
+
+def md_d(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    flops, gemm = r["flops"], r["gemm"]
+    per_tile = flops["onnx_flops"]
+    peak = gemm.get("torch_best_gflops") or gemm["numpy_best_gflops"]
+    torch_check = (
+        f"; PyTorch `FlopCounterMode` gives {flops['torch_flops'] / 1e9:.3f}"
+        if "torch_flops" in flops
+        else ""
+    )
+    lines = [
+        "### (d) Network speed",
+        "",
+        f"{s['tile']}x{s['tile']} tiles, one network evaluation each, {s['threads']} "
+        "thread(s); median call time after a warm-up call. FLOPs per tile (2 x MACs of "
+        f"Conv/MatMul/Gemm on the ONNX graph): **{per_tile / 1e9:.3f} GFLOP**{torch_check}. "
+        f"fp32 GEMM rate ({gemm['n']}x{gemm['n']} matmul, {gemm['threads']} thread(s), best "
+        f"of 10): torch {_f(gemm.get('torch_best_gflops'), 1)} GFLOP/s, numpy "
+        f"{_f(gemm['numpy_best_gflops'], 1)} GFLOP/s (numpy's BLAS picks its own threads).",
+        "",
+        "| backend | batch | tiles/s | ms/tile | GFLOP/s | fraction of GEMM rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "onnx": "ONNX Runtime CPU",
+        "torch": "PyTorch eager CPU",
+        "torch-cuda-fp32": "PyTorch CUDA fp32",
+        "torch-cuda-bf16": "PyTorch CUDA bf16",
+        "onnx-cuda": "ONNX Runtime CUDA",
+    }
+    for b in r["speed"]:
+        for row in b["rows"]:
+            rate = row["tiles_per_s"] * per_tile / 1e9
+            frac = _f(rate / peak) if "cuda" not in b["backend"] else "n/a"
+            lines.append(
+                f"| {names[b['backend']]} | {row['batch']} | "
+                f"{_f(row['tiles_per_s'])} | {1000 / row['tiles_per_s']:.0f} | "
+                f"{rate:.1f} | {frac} |"
+            )
+    gpu = r["gpu"]
+    if not (gpu["torch_cuda"] or gpu["ort_cuda"]):
+        lines.append("| PyTorch CUDA fp32 / bf16, ONNX Runtime CUDA | - | no GPU | | | |")
+    return lines
+
+
+def md_e(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    lines = [
+        "### (e) Demo settings",
+        "",
+        f"`tilesr restore` with {s['samples']} samples, {s['steps']} {s['sampler']} steps "
+        f"(model: {s['model']}), default tiles, blocks and scheduler, in a subprocess.",
+        "",
+        "| output | tiles (with halos) | wall time | peak RSS | tiles x samples x steps / s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        if row.get("skipped"):
+            lines.append(
+                f"| {row['output']}^2 | {row['tiles']} | not run (est. "
+                f"{row['estimated_s'] / 60:.0f} min from the "
+                f"{r['rows'][0]['output']}^2 rate; `--include-8192-demo`) | | |"
+            )
+            continue
+        rate = row["tiles"] * row["samples"] * row["steps"] / row["wall_s"]
+        lines.append(
+            f"| {row['output']}^2 | {row['tiles']} | {row['wall_s'] / 60:.1f} min "
+            f"| {row['peak_rss_mib']:.0f} MiB | {_f(rate)} |"
+        )
+    return lines
+
+
+RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "a": md_a,
+    "b": md_b,
+    "c": md_c,
+    "d": md_d,
+    "e": md_e,
+}
+
+
+def render(data: dict[str, Any]) -> str:
+    lines = [
+        "## Engine and speed benchmarks",
+        "",
+        "Generated by `python tools/bench_engine.py` (see `tools/README.md`); raw numbers in "
+        "`docs/benchmarks/engine.json`. The machine may be shared and noisy: compare ratios "
+        "within one section, not absolute times across runs or machines.",
+    ]
+    for key in SECTIONS:
+        sec = data["sections"].get(key)
+        if sec is None:
+            continue
+        lines += ["", *RENDER[key](sec), "", _provenance(sec)]
+    return "\n".join(lines) + "\n"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("schema") == SCHEMA:
+            return dict(data)
+    return {"schema": SCHEMA, "sections": {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(
+        ["python", "tools/bench_engine.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    temp = args.workdir is None
+    work = Path(tempfile.mkdtemp(prefix="tilesr-bench-")) if temp else args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bench = Bench(args, work)
+        machine = machine_info()
+        data = load_results(args.json)
+        for key in args.only:
+            print(f"[{key}] ...", flush=True)
+            sec = getattr(bench, key)()
+            data["sections"][key] = {
+                "date": now_iso(),
+                "command": command,
+                "quick": args.quick,
+                "machine": machine,
+                "model": bench.model.to_dict(),
+                **sec,
+            }
+            # written after every section: a crash later keeps what was measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            replace_region(args.out, render(data))
+            print("\n".join(RENDER[key](data["sections"][key])), flush=True)
+    finally:
+        if temp:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.json} and {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
