@@ -227,12 +227,20 @@ class DPMSolverPP2MSampler:
         return StepOutput(prev.astype(np.float32), pred_x0.astype(np.float32), (pred_x0, h))
 
 
-def make_sampler(name: str, schedule: NoiseSchedule, *, eta: float = 0.0) -> Sampler:
-    """Build a sampler by its CLI name: ``ddpm``, ``ddim`` or ``dpmpp``."""
+def make_sampler(
+    name: str, schedule: NoiseSchedule, *, eta: float = 0.0, clip_x0: float | None = 1.0
+) -> Sampler:
+    """Build a sampler by its CLI name: ``ddpm``, ``ddim`` or ``dpmpp``.
+
+    ``clip_x0`` thresholds each step's clean-image prediction to [-clip_x0, clip_x0]:
+    tilesr's training targets are clipped to the data range [-1, 1], so a prediction
+    outside it is an error, and one wild sample would otherwise spoil a sample mean
+    (eq. 15 of DDPM and the thresholding of DPM-Solver++ sec. 5). None disables it.
+    """
     if name == "ddpm":
-        return DDPMSampler(schedule)
+        return DDPMSampler(schedule, form="x0", clip_x0=clip_x0)
     if name == "ddim":
-        return DDIMSampler(schedule, eta=eta)
+        return DDIMSampler(schedule, eta=eta, clip_x0=clip_x0)
     if name == "dpmpp":
-        return DPMSolverPP2MSampler(schedule)
+        return DPMSolverPP2MSampler(schedule, clip_x0=clip_x0)
     raise TilesrError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {name!r}")
