@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 
 #: at most this many input pixels are read to find the global intensity percentiles
 PERCENTILE_PIXELS = 4_000_000
-#: blocks are about this many HR pixels wide by default (rounded to the tile stride)
-DEFAULT_BLOCK = 1024
+#: blocks are about this many HR pixels wide by default (rounded to the tile stride).
+#: Each block re-evaluates a one-tile halo: at 8192^2 output, 1024-px blocks cost 1.77x
+#: the bare tile grid and 2048-px blocks 1.38x (tools/bench_engine.py), for ~2.6x the
+#: canvas memory per block (a few hundred MB).
+DEFAULT_BLOCK = 2048
 AXES_CHARS = "tczyx"
 #: most tile windows one restoration may plan: the graph holds every tile of every block
 #: (a few hundred bytes each), so this bounds it to a few GB and refuses absurd shapes
