@@ -72,4 +72,7 @@ class TorchDenoiser:
         return np.asarray(eps.float().cpu().numpy(), dtype=np.float32)
 
     def _tensor(self, array: NDArray[np.float32]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
+        arr = np.ascontiguousarray(array, dtype=np.float32)
+        if not arr.flags.writeable:  # e.g. a broadcast cond: torch refuses to share it
+            arr = arr.copy()
+        return torch.from_numpy(arr).to(self._device)
