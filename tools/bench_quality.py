@@ -1,0 +1,304 @@
+"""Quality table of a tilesr model on held-out data -> docs/benchmarks.md and docs/benchmarks/.
+
+    python tools/bench_quality.py                       # the bundled model, reference settings
+    python tools/bench_quality.py --quick               # a few minutes: checks the script works
+    python tools/bench_quality.py --model m.onnx --full-ddpm-images 2
+
+Held-out data, never seen in training (configs/bundled.yaml):
+  * simulated pairs with seeds the training never used, at noise levels 1..9;
+  * W2S fields 39 and 40 (the bundled config trains on 1-36 and validates on 37-38), the
+    noisy frame binned 2x2 to the model's LR grid;
+  * the confocal/STED validation stacks of ../shared/data/confocal_sted (confocal binned 2x2).
+
+Every image is a centre crop of CROP x CROP output pixels restored in one piece with
+:func:`tilesr.diffusion.sampling.sample` (one tile, so this measures the model and the
+sampler, not the engine's tiling). Metrics are computed as `tilesr evaluate` does by
+default: GT percentile-normalised, each prediction fitted to it by scale and offset.
+
+Rows: the bicubic baseline (and for W2S the raw full-resolution noisy frame), one DDPM
+sample over the full schedule, DDPM averages over 2/4/8/16 samples (subsets of one set of
+16), and DDIM / DPM-Solver++ averages of 8 samples at 5/10/20/50 steps. The full
+schedule is expensive on a CPU (T network evaluations per sample), so it runs on the
+first ``--full-ddpm-images`` simulated mid-level images only; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
+from tilesr.data.normalize import percentile_range
+from tilesr.data.resize import upsample_bicubic
+from tilesr.denoisers.onnx_backend import OnnxDenoiser
+from tilesr.diffusion import build_schedule, make_sampler
+from tilesr.diffusion.sampling import sample
+from tilesr.metrics import image_metrics, normalize_pair
+from tilesr.simulate import simulate_pairs
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+MARK_START, MARK_END = "<!-- bench_quality:start -->", "<!-- bench_quality:end -->"
+FAST_STEPS = (5, 10, 20, 50)
+AVERAGES = (1, 2, 4, 8, 16)
+TEST_SEED = 90_000  # the bundled config trains on seeds 11-14 and validates on 2011-2014
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[-2:]
+    y, x = (h - size) // 2, (w - size) // 2
+    return img[..., y : y + size, x : x + size]
+
+
+def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
+    h, w = (s - s % factor for s in img.shape)
+    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def crop_pair(pair: ImagePair, crop: int) -> ImagePair:
+    s = pair.scale
+    hr = center_crop(pair.hr, crop)
+    lr = center_crop(pair.lr, crop // s)
+    return ImagePair(lr=lr, hr=hr, name=pair.name)
+
+
+def conditioning(lr: np.ndarray, scale: int, low: float, high: float) -> np.ndarray:
+    """As the engine prepares it: percentile-normalised, upsampled, clipped to [-1, 1]."""
+    rng = percentile_range(lr, low, high)
+    return np.clip(upsample_bicubic(rng.normalize(lr), scale), -1.0, 1.0)
+
+
+def score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    pair = normalize_pair(pred, gt, mode="match")
+    return image_metrics(pair.pred, pair.gt, data_range=pair.data_range).as_dict()
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def datasets(scale: int, crop: int, quick: bool) -> dict[str, list[ImagePair]]:
+    n = 1 if quick else 3
+    levels = (1, 5, 9) if quick else tuple(range(1, 10))
+    sets: dict[str, list[ImagePair]] = {}
+    for level in levels:
+        sets[f"simulated level {level}"] = simulate_pairs(
+            n, size=crop, scale=scale, noise_level=level, seed=TEST_SEED + level
+        )
+    w2s_fields = (40,) if quick else (39, 40)
+    w2s = load_w2s(SHARED / "w2s", fields=w2s_fields)
+    sets["W2S (fields 39-40)"] = [
+        ImagePair(lr=bin2d(p.lr, scale), hr=p.hr, name=p.name) for p in w2s
+    ]
+    sted = load_confocal_sted(sorted((SHARED / "confocal_sted").glob("*valid*.tif")))
+    sets["confocal -> STED (valid)"] = [
+        ImagePair(lr=bin2d(p.lr, scale), hr=p.hr[: p.lr.shape[0] // scale * scale,
+                                                 : p.lr.shape[1] // scale * scale], name=p.name)
+        for p in sted
+    ]
+    return {k: [crop_pair(p, crop) for p in v] for k, v in sets.items()}
+
+
+def raw_inputs(crop: int) -> list[np.ndarray]:
+    """W2S noisy frames at full resolution, the 'raw input' baseline of the issue."""
+    fields = (39, 40)
+    return [center_crop(p.lr, crop) for p in load_w2s(SHARED / "w2s", fields=fields)]
+
+
+def run(args: argparse.Namespace) -> dict:
+    den = OnnxDenoiser(args.model, threads=args.threads)
+    meta = den.metadata
+    schedule = build_schedule(meta.schedule)
+    crop = args.crop - args.crop % meta.size_multiple
+    sets = datasets(meta.scale, crop, args.quick)
+    results: dict = {"sets": {}, "full_ddpm": {}}
+    n_samples = 8
+    steps_list = (5, 10) if args.quick else FAST_STEPS
+    for name, pairs in sets.items():
+        t0 = time.perf_counter()
+        rows: dict[str, list[dict[str, float]]] = {}
+        for i, pair in enumerate(pairs):
+            cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+            rows.setdefault("bicubic", []).append(score(upsample_bicubic(pair.lr, meta.scale),
+                                                        pair.hr))
+            for sampler_name in ("ddim", "dpmpp"):
+                for steps in steps_list:
+                    res = sample(den, cond, make_sampler(sampler_name, schedule),
+                                 n_samples=n_samples, steps=steps, seed=i)
+                    rows.setdefault(f"{sampler_name} {steps} steps, avg 8", []).append(
+                        score(res.mean, pair.hr))
+        if name.startswith("W2S"):
+            rows["raw noisy input (full resolution)"] = [
+                score(raw, p.hr) for raw, p in zip(raw_inputs(crop), pairs, strict=False)
+            ]
+        results["sets"][name] = {k: mean_scores(v) for k, v in rows.items()}
+        results["sets"][name]["_n"] = len(pairs)  # type: ignore[assignment]
+        print(f"{name}: {len(pairs)} image(s) in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    # the full schedule: one set of 16 samples per image, averages over its first k
+    mid = sets["simulated level 5"][: args.full_ddpm_images]
+    full_rows: dict[str, list[dict[str, float]]] = {}
+    t0 = time.perf_counter()
+    for i, pair in enumerate(mid):
+        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+        samples = full_ddpm_samples(den, cond, schedule, args.full_ddpm_samples, seed=i)
+        for k in AVERAGES:
+            if k <= len(samples):
+                full_rows.setdefault(f"ddpm {schedule.num_timesteps} steps, avg {k}", []).append(
+                    score(samples[:k].mean(axis=0), pair.hr))
+        full_rows.setdefault("bicubic", []).append(
+            score(upsample_bicubic(pair.lr, meta.scale), pair.hr))
+        for sampler_name in ("ddim", "dpmpp"):
+            for steps in steps_list:
+                res = sample(den, cond, make_sampler(sampler_name, schedule),
+                             n_samples=n_samples, steps=steps, seed=i)
+                full_rows.setdefault(f"{sampler_name} {steps} steps, avg 8", []).append(
+                    score(res.mean, pair.hr))
+    results["full_ddpm"] = {k: mean_scores(v) for k, v in full_rows.items()}
+    results["full_ddpm"]["_n"] = len(mid)
+    results["full_ddpm_seconds"] = time.perf_counter() - t0
+    results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
+    return results
+
+
+def full_ddpm_samples(den, cond, schedule, n, *, seed):  # noqa: ANN001, ANN201
+    """n independent full-schedule DDPM samples (batched), shape (n, H, W)."""
+    from tilesr.diffusion.noise import keyed_normal_batch
+    from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+
+    sampler = make_sampler("ddpm", schedule)
+    shape = cond.shape
+    cond_b = np.broadcast_to(cond.astype(np.float32), (n, 1, *shape))
+
+    def predict(x, t):  # noqa: ANN001, ANN202
+        return den.predict_noise(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
+
+    def noise(i):  # noqa: ANN001, ANN202
+        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, 0, n), (0, 0), shape)
+
+    x = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, 0, n), (0, 0), shape)
+    return run_reverse(predict, x, sampler, sampler.timesteps(None), noise)
+
+
+def evals_within(rows: dict, full_steps: int) -> dict[str, int | None]:
+    """Fewest steps per sample whose avg-8 PSNR is within 0.2 dB of full-DDPM avg-8."""
+    ref = rows.get(f"ddpm {full_steps} steps, avg 8")
+    out: dict[str, int | None] = {}
+    for sampler_name in ("ddim", "dpmpp"):
+        hits = [s for s in FAST_STEPS
+                if (r := rows.get(f"{sampler_name} {s} steps, avg 8")) is not None
+                and ref is not None and r["psnr"] >= ref["psnr"] - 0.2]
+        out[sampler_name] = min(hits) if hits else None
+    return out
+
+
+def plot(results: dict, path: Path, full_steps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["full_ddpm"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for sampler_name, marker in (("ddim", "s"), ("dpmpp", "o")):
+        pts = [(s * 8, rows[k]["psnr"]) for s in FAST_STEPS
+               if (k := f"{sampler_name} {s} steps, avg 8") in rows]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, label=f"{sampler_name}, avg 8")
+    ddpm = [(k * full_steps, rows[f"ddpm {full_steps} steps, avg {k}"]["psnr"])
+            for k in AVERAGES if f"ddpm {full_steps} steps, avg {k}" in rows]
+    if ddpm:
+        ax.plot(*zip(*ddpm, strict=True), marker="^", label=f"ddpm {full_steps} steps, avg k")
+    ax.axhline(rows["bicubic"]["psnr"], color="gray", linestyle="--", label="bicubic")
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per output pixel (steps x samples)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("quality vs network evaluations (simulated, noise level 5)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
+    cols = ("psnr", "ssim", "ms_ssim", "mae", "nrmse")
+    lines = [MARK_START, "## Quality (held-out data)", "",
+             f"Command: `{command}`  ", f"Model: `{meta['model']}` (sha256 {meta['sha'][:12]}), "
+             f"crops of {meta['crop']}x{meta['crop']} output pixels; {meta['machine']}; "
+             f"{meta['date']}; {meta['seconds']:.0f} s.", "",
+             "Metrics as `tilesr evaluate` computes them (GT percentile-normalised to [0, 1], "
+             "prediction fitted by scale and offset). Higher PSNR/SSIM/MS-SSIM is better, "
+             "lower MAE/NRMSE is better.", ""]
+
+    def table(rows: dict) -> list[str]:
+        out = ["| method | PSNR | SSIM | MS-SSIM | MAE | NRMSE |", "|---|---|---|---|---|---|"]
+        for k, v in rows.items():
+            if k.startswith("_"):
+                continue
+            out.append(f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |")
+        return out
+
+    n_full = results["full_ddpm"].get("_n", 0)
+    lines += [f"### Full schedule vs fast samplers (simulated, noise level 5, {n_full} image(s))",
+              "", *table(results["full_ddpm"]), ""]
+    ev = results["evals_within_0.2dB"]
+    lines += ["Fewest steps per sample (x 8 samples) within 0.2 dB PSNR of the "
+              f"{full_steps}-step DDPM 8-sample average: "
+              + ", ".join(f"{k}: {v if v is not None else 'none of 5-50'}" for k, v in ev.items()),
+              "", "![quality vs evaluations](benchmarks/quality.png)", ""]
+    for name, rows in results["sets"].items():
+        lines += [f"### {name} ({rows.get('_n', '?')} image(s))", "", *table(rows), ""]
+    lines.append(MARK_END)
+    return "\n".join(lines)
+
+
+def write_region(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if MARK_START in old and MARK_END in old:
+        head, rest = old.split(MARK_START, 1)
+        new = head + text + rest.split(MARK_END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "tilesr" / "models" / "default.onnx")
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--full-ddpm-images", type=int, default=1)
+    parser.add_argument("--full-ddpm-samples", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.full_ddpm_samples = min(args.full_ddpm_samples, 2)
+    t0 = time.perf_counter()
+    results = run(args)
+    den = OnnxDenoiser(args.model)
+    full_steps = build_schedule(den.metadata.schedule).num_timesteps
+    out_dir = args.out.parent / "benchmarks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot(results, out_dir / "quality.png", full_steps)
+    meta = {"model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT)
+                         else args.model),
+            "sha": den.metadata.weights_sha256, "crop": args.crop,
+            "machine": f"{platform.processor() or platform.machine()}, "
+                       f"{__import__('os').cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - t0}
+    command = "python tools/bench_quality.py " + " ".join(sys.argv[1:])
+    (out_dir / "quality.json").write_text(json.dumps({"meta": meta, "command": command,
+                                                      **results}, indent=1) + "\n")
+    write_region(args.out, markdown(results, meta, command.strip(), full_steps))
+    print(f"wrote {args.out} and {out_dir / 'quality.json'}")
+
+
+if __name__ == "__main__":
+    main()
