@@ -56,7 +56,7 @@ import click
     "--block-size",
     type=click.IntRange(min=8),
     default=None,
-    help="Output block (chunk) edge in output pixels (default about 1024).",
+    help="Output block (chunk) edge in output pixels (default about 2048).",
 )
 @click.option(
     "--fuse",

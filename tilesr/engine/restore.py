@@ -421,7 +421,7 @@ def restore(
         the result.
     block_size
         Output block (= chunk) edge in HR pixels; default a multiple of the tile stride
-        near 1024.
+        near 2048 (DEFAULT_BLOCK).
     fuse
         ``"step"``: blend the tiles' noise predictions on the canvas at every step
         (MultiDiffusion), seamless. ``"final"``: sample each tile on its own and blend
