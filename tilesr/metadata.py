@@ -53,6 +53,9 @@ class ModelMetadata:
     size_multiple: int = 8
     norm_low: float = 0.1
     norm_high: float = 99.9
+    #: default sampling strength: start at round(strength * (T-1)) from the noised
+    #: conditioning image (1: the whole schedule from noise)
+    strength: float = 1.0
     input_noisy: str = "noisy"
     input_cond: str = "cond"
     input_timestep: str = "t"
@@ -71,6 +74,8 @@ class ModelMetadata:
         if self.size_multiple < 1:
             raise TilesrError(f"size_multiple must be positive, got {self.size_multiple}")
         check_tile_geometry(self.tile_size, self.overlap, self.size_multiple)
+        if not 0.0 < self.strength <= 1.0:
+            raise TilesrError(f"strength must be in (0, 1], got {self.strength}")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise TilesrError(
                 "normalisation percentiles need 0 <= low < high <= 100, "
@@ -138,6 +143,7 @@ class ModelMetadata:
                 "size_multiple": int,
                 "norm_low": float,
                 "norm_high": float,
+                "strength": float,
                 "input_noisy": str,
                 "input_cond": str,
                 "input_timestep": str,

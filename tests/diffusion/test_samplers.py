@@ -10,6 +10,7 @@ import pytest
 from tests.analytic import GaussianDenoiser
 from tilesr.diffusion import DDIMSampler, DDPMSampler, DPMSolverPP2MSampler, build_schedule
 from tilesr.diffusion.sampling import sample
+from tilesr.errors import TilesrError
 from tilesr.metadata import ScheduleSpec
 
 MU = 0.3
@@ -95,3 +96,43 @@ def test_spacing_gives_unique_descending_timesteps(schedule, spacing, steps):
     assert ts[0] == 999
     assert all(a > b >= 0 for a, b in itertools.pairwise(ts))
     assert len(ts) <= (steps or 1000)
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "logsnr"])
+def test_start_limits_the_timesteps(schedule, spacing):
+    ts = DDIMSampler(schedule, spacing=spacing).timesteps(10, start=600)
+    assert ts[0] == 600
+    assert all(a > b >= 0 for a, b in itertools.pairwise(ts))
+    assert 1 < len(ts) <= 10
+
+
+def test_start_outside_the_schedule_is_refused(schedule):
+    with pytest.raises(TilesrError, match="start timestep"):
+        DDIMSampler(schedule).timesteps(10, start=1000)
+
+
+def test_strength_trades_sample_spread_for_fidelity_to_the_conditioning(schedule):
+    # starting from the noised conditioning (SDEdit) keeps the samples near it
+    den = GaussianDenoiser(std=STD)
+    cond = np.full(SHAPE, MU, dtype=np.float32)
+    spread = {}
+    for strength in (0.05, 0.3, 1.0):
+        res = sample(
+            den,
+            cond,
+            DPMSolverPP2MSampler(schedule),
+            n_samples=4,
+            steps=10,
+            seed=3,
+            strength=strength,
+        )
+        spread[strength] = float(np.sqrt((res.std**2).mean()))
+        assert abs(res.mean.mean() - MU) < 0.02
+    assert spread[0.05] < spread[0.3] < spread[1.0]
+    assert spread[0.05] < 0.5 * spread[1.0]
+
+
+def test_strength_must_be_in_the_unit_interval(schedule):
+    den = GaussianDenoiser(std=STD)
+    with pytest.raises(TilesrError, match="strength"):
+        sample(den, np.zeros((8, 8), np.float32), DDIMSampler(schedule), steps=2, strength=0.0)

@@ -47,8 +47,15 @@ def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, rng=None):
 def test_per_pixel_model_equals_untiled_sampling_exactly(models, lr, scale, fuse, sampler):
     # the analytic model is per pixel, so tiles, blocks and blending must not change a bit
     res = restore(
-        da.from_array(lr, chunks=(17, 29)), models[f"analytic{scale}"], samples=2,
-        steps=STEPS, sampler=sampler, seed=5, block_size=40, fuse=fuse, uncertainty=True,
+        da.from_array(lr, chunks=(17, 29)),
+        models[f"analytic{scale}"],
+        samples=2,
+        steps=STEPS,
+        sampler=sampler,
+        seed=5,
+        block_size=40,
+        fuse=fuse,
+        uncertainty=True,
     )
     image, std = dask.compute(res.image, res.uncertainty)
     ref_mean, ref_std = _untiled(models[f"analytic{scale}"], lr, samples=2, sampler=sampler)
@@ -104,8 +111,14 @@ def test_leading_axes_are_planes_with_their_own_noise(models, lr):
     stack = np.stack([lr, lr[::-1], lr * 0.5])
     rng = IntensityRange(100.0, 1100.0)
     res = restore(
-        da.from_array(stack, chunks=(2, 30, 30)), models["analytic1"], axes="zyx",
-        samples=1, steps=STEPS, seed=5, block_size=40, intensity_range=rng,
+        da.from_array(stack, chunks=(2, 30, 30)),
+        models["analytic1"],
+        axes="zyx",
+        samples=1,
+        steps=STEPS,
+        seed=5,
+        block_size=40,
+        intensity_range=rng,
     )
     assert res.image.chunks[0] == (1, 1, 1)
     out = res.image.compute()
@@ -221,7 +234,11 @@ def test_images_smaller_than_a_tile(models, shape):
     small = np.random.default_rng(2).uniform(0, 100, shape).astype(np.float32)
     rng = IntensityRange(0.0, 100.0)
     res = restore(
-        da.from_array(small), models["analytic2"], samples=2, steps=STEPS, seed=5,
+        da.from_array(small),
+        models["analytic2"],
+        samples=2,
+        steps=STEPS,
+        seed=5,
         intensity_range=rng,
     )
     ref, _ = _untiled(models["analytic2"], small, samples=2, rng=rng)
@@ -233,3 +250,30 @@ def test_block_tiles_add_up(models, lr):
     res = restore(da.from_array(np.stack([lr, lr])), models["spatial1"], steps=1, block_size=32)
     assert set(res.block_tiles) == {(p, i, j) for p in range(2) for i in range(3) for j in range(3)}
     assert sum(res.block_tiles.values()) == res.settings["tiles"]
+
+
+@pytest.mark.parametrize("fuse", ["step", "final"])
+def test_strength_is_applied_like_untiled_sampling(models, lr, fuse):
+    # a start below T-1 (SDEdit) goes through the same initial state tiled and untiled
+    res = restore(
+        da.from_array(lr, chunks=(23, 31)),
+        models["analytic1"],
+        samples=2,
+        steps=STEPS,
+        seed=5,
+        block_size=40,
+        fuse=fuse,
+        strength=0.4,
+    )
+    assert res.settings["strength"] == 0.4
+    den = OnnxDenoiser(models["analytic1"])
+    rng = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
+    cond = np.clip(rng.normalize(lr), -1.0, 1.0)
+    s = make_sampler("dpmpp", build_schedule(den.metadata.schedule))
+    ref = sample(den, cond, s, n_samples=2, steps=STEPS, seed=5, strength=0.4)
+    assert np.array_equal(res.image.compute(), rng.denormalize(ref.mean))
+
+
+def test_bad_strength_is_refused_before_any_work(models, lr):
+    with pytest.raises(TilesrError, match="strength"):
+        restore(da.from_array(lr), models["analytic1"], strength=1.5)

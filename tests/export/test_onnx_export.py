@@ -141,3 +141,12 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, kind: str) -
 def test_opset_below_17_is_refused(exported: Exported, tmp_path: Path) -> None:
     with pytest.raises(TilesrError, match=r"opset must be an integer in \[17, .*got 16"):
         export_onnx(exported.checkpoint_path, tmp_path / "model.onnx", opset=16)
+
+
+def test_strength_override_is_recorded(exported: Exported, tmp_path: Path) -> None:
+    assert OnnxDenoiser(exported.report.path, threads=1).metadata.strength == 1.0
+    export_onnx(exported.checkpoint_path, tmp_path / "s.onnx", strength=0.6)
+    assert OnnxDenoiser(tmp_path / "s.onnx", threads=1).metadata.strength == 0.6
+    with pytest.raises(TilesrError, match="strength"):
+        export_onnx(exported.checkpoint_path, tmp_path / "bad.onnx", strength=1.5)
+    assert not (tmp_path / "bad.onnx").exists()

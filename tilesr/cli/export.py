@@ -14,7 +14,15 @@ import click
 @click.option(
     "--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset."
 )
-def command(checkpoint: Path, out: Path, overwrite: bool, opset: int) -> None:
+@click.option(
+    "--strength",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Default sampling strength recorded in the model (see `tilesr restore --strength`).",
+)
+def command(
+    checkpoint: Path, out: Path, overwrite: bool, opset: int, strength: float | None
+) -> None:
     """Export the EMA weights of CHECKPOINT to OUT.onnx, with metadata and a parity check."""
     try:
         from tilesr.export.onnx_export import export_onnx
@@ -23,7 +31,7 @@ def command(checkpoint: Path, out: Path, overwrite: bool, opset: int) -> None:
             f"tilesr export needs the train extra (pip install 'tilesr[train]'): {exc}"
         ) from None
     click.echo(f"exporting {checkpoint} -> {out} (opset {opset})", err=True)
-    report = export_onnx(checkpoint, out, overwrite=overwrite, opset=opset)
+    report = export_onnx(checkpoint, out, overwrite=overwrite, opset=opset, strength=strength)
     click.echo(f"wrote {report.path}")
     click.echo(f"parity max abs diff (ONNX Runtime vs PyTorch): {report.max_abs_diff:.3g}")
     click.echo(f"weights sha256: {report.weights_sha256}")

@@ -71,6 +71,13 @@ import click
     help="Write the per-pixel std over samples (default: on when --samples > 1).",
 )
 @click.option(
+    "--strength",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Start sampling at this fraction of the noise schedule from the noised input "
+    "(1: from pure noise; default: the model's).",
+)
+@click.option(
     "--skip-background",
     type=click.FloatRange(0.0, 1.0),
     default=None,
@@ -130,6 +137,7 @@ def command(
     fuse: str,
     uncertainty: bool | None,
     skip_background: float | None,
+    strength: float | None,
     axes: str | None,
     level: int,
     dtype: str,
@@ -165,6 +173,7 @@ def command(
             fuse=fuse,
             uncertainty=uncertainty,
             skip_background=skip_background,
+            strength=strength,
             nan_policy=nan_policy,
             dtype=dtype,
             zarr_format=int(zarr_format),

@@ -41,8 +41,9 @@ class Sampler(Protocol):
         """Whether :meth:`step` needs fresh Gaussian noise."""
         ...
 
-    def timesteps(self, steps: int | None) -> list[int]:
-        """The descending timesteps visited with ``steps`` network evaluations (None: all)."""
+    def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
+        """The descending timesteps visited with ``steps`` network evaluations (None: all),
+        starting at ``start`` (default T-1)."""
         ...
 
     def step(
@@ -58,7 +59,7 @@ class Sampler(Protocol):
 
 
 def spaced_timesteps(
-    schedule: NoiseSchedule, steps: int | None, spacing: str = "linspace"
+    schedule: NoiseSchedule, steps: int | None, spacing: str = "linspace", start: int | None = None
 ) -> list[int]:
     """Descending timesteps for ``steps`` network evaluations (all T of them when None).
 
@@ -67,8 +68,13 @@ def spaced_timesteps(
     "linspace"). ``logsnr``: evenly spaced in the half log-SNR lambda from T-1 down to
     t = 0, the spacing DPM-Solver recommends for pixel-space models (sec. 3.3 of
     DPM-Solver); with few steps it keeps the last jump to the clean image tiny.
+    ``start`` (default T-1) is the first timestep: sampling from a partly noised
+    conditioning image (SDEdit) visits only timesteps up to it.
     """
-    num_timesteps = schedule.num_timesteps
+    top = schedule.num_timesteps - 1 if start is None else int(start)
+    if not 0 <= top < schedule.num_timesteps:
+        raise TilesrError(f"start timestep must be in [0, {schedule.num_timesteps - 1}], got {top}")
+    num_timesteps = top + 1
     if steps is None or steps >= num_timesteps:
         return list(range(num_timesteps - 1, -1, -1))
     if steps < 1:
@@ -76,7 +82,7 @@ def spaced_timesteps(
     if spacing == "linspace":
         ts = np.round(np.linspace(num_timesteps - 1, 0, steps + 1)[:-1]).astype(int)
     elif spacing == "logsnr":
-        abar = schedule.alphas_cumprod
+        abar = schedule.alphas_cumprod[:num_timesteps]
         lam = 0.5 * (np.log(abar) - np.log1p(-abar))  # decreasing in t
         targets = np.linspace(lam[-1], lam[0], steps)
         ts = np.clip(np.searchsorted(-lam, -targets), 0, num_timesteps - 1)
@@ -119,8 +125,8 @@ class DDPMSampler:
     def stochastic(self) -> bool:
         return True
 
-    def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule, steps, self.spacing)
+    def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
+        return spaced_timesteps(self.schedule, steps, self.spacing, start)
 
     def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
@@ -161,8 +167,8 @@ class DDIMSampler:
     def stochastic(self) -> bool:
         return self.eta > 0
 
-    def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule, steps, self.spacing)
+    def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
+        return spaced_timesteps(self.schedule, steps, self.spacing, start)
 
     def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
@@ -199,8 +205,8 @@ class DPMSolverPP2MSampler:
     def stochastic(self) -> bool:
         return False
 
-    def timesteps(self, steps: int | None) -> list[int]:
-        return spaced_timesteps(self.schedule, steps, self.spacing)
+    def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
+        return spaced_timesteps(self.schedule, steps, self.spacing, start)
 
     def _lambda(self, abar: float) -> float:
         # lambda_t = log(alpha_t / sigma_t), the half log-SNR

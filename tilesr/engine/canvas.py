@@ -20,7 +20,14 @@ from numpy.typing import NDArray
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.noise import keyed_normal_batch
 from tilesr.diffusion.samplers import Sampler, make_sampler
-from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+from tilesr.diffusion.sampling import (
+    INITIAL_NOISE,
+    STEP_NOISE,
+    initial_state,
+    run_reverse,
+    sample_keys,
+    start_timestep,
+)
 from tilesr.diffusion.schedule import build_schedule
 from tilesr.engine.blending import blend, tile_weight, weight_sum
 from tilesr.engine.tiling import TileWindow
@@ -46,10 +53,16 @@ class SamplingPlan:
     fuse: str = "step"
     #: skip tiles whose brightest normalised cond pixel is below this (None: skip none)
     background_below: float | None = None
+    #: start at round(strength * (T-1)) from the noised conditioning (see initial_state)
+    strength: float = 1.0
+
+    @property
+    def start(self) -> int:
+        return start_timestep(self.schedule.timesteps, self.strength)
 
     @property
     def timesteps(self) -> list[int]:
-        return _sampler(self.schedule, self.sampler).timesteps(self.steps)
+        return _sampler(self.schedule, self.sampler).timesteps(self.steps, self.start)
 
 
 @lru_cache(maxsize=8)
@@ -123,7 +136,7 @@ def _sample_fused(
     """MultiDiffusion: blend the tiles' noise predictions on the canvas at every step."""
     n, shape = plan.samples, cond.shape
     sampler = _sampler(plan.schedule, plan.sampler)
-    timesteps = sampler.timesteps(plan.steps)
+    timesteps = plan.timesteps
     weight = tile_weight(plan.tile_size, plan.overlap)
     wsum = weight_sum(tiles, origin, shape, plan.tile_size, plan.overlap)
     active_slices = [t.outer_slices(origin) for t, s in zip(tiles, skipped, strict=True) if not s]
@@ -156,7 +169,8 @@ def _sample_fused(
     def step_noise(i: int) -> NDArray[np.float32]:
         return keyed_normal_batch(sample_keys(plan.seed, STEP_NOISE, i, plane, n), origin, shape)
 
-    x_start = keyed_normal_batch(sample_keys(plan.seed, INITIAL_NOISE, 0, plane, n), origin, shape)
+    noise0 = keyed_normal_batch(sample_keys(plan.seed, INITIAL_NOISE, 0, plane, n), origin, shape)
+    x_start = initial_state(sampler.schedule, plan.start, cond, noise0)
     return run_reverse(predict, x_start, sampler, timesteps, step_noise)
 
 
@@ -173,7 +187,7 @@ def _sample_independent(
     """Sample every tile on its own (same keyed noise) and blend only the final images."""
     n, size = plan.samples, plan.tile_size
     sampler = _sampler(plan.schedule, plan.sampler)
-    timesteps = sampler.timesteps(plan.steps)
+    timesteps = plan.timesteps
     slices = [t.outer_slices(origin) for t in tiles]
     outputs: list[NDArray[np.float32]] = [
         np.broadcast_to(cond[sl], (n, size, size)) for sl in slices
@@ -202,7 +216,8 @@ def _sample_independent(
         def step_noise(i: int, keyed=keyed) -> NDArray[np.float32]:
             return keyed(STEP_NOISE, i)
 
-        x0 = run_reverse(predict, keyed(INITIAL_NOISE, 0), sampler, timesteps, step_noise)
+        x_start = initial_state(sampler.schedule, plan.start, cond_b[:, 0], keyed(INITIAL_NOISE, 0))
+        x0 = run_reverse(predict, x_start, sampler, timesteps, step_noise)
         for m, j in enumerate(members):
             outputs[j] = x0[m * n : (m + 1) * n]
     return blend(outputs, tiles, origin, cond.shape, plan.tile_size, plan.overlap)

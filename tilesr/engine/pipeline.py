@@ -90,6 +90,7 @@ def restore_file(
     fuse: str = "step",
     uncertainty: bool | None = None,
     skip_background: float | None = None,
+    strength: float | None = None,
     nan_policy: str = "refuse",
     dtype: str = "float32",
     zarr_format: int = 3,
@@ -110,7 +111,8 @@ def restore_file(
         Exported ``.onnx`` model or a Denoiser; None: the bundled default model.
     axes, level
         Override the input's axes; pyramid level of the input to restore.
-    samples, steps, sampler, seed, tile_size, overlap, batch_size, block_size, fuse, skip_background
+    samples, steps, sampler, seed, tile_size, overlap, batch_size, block_size, fuse, \
+    skip_background, strength
         Passed to :func:`tilesr.engine.restore.restore`.
     uncertainty
         Also write the per-pixel std over samples; None: when ``samples > 1``.
@@ -174,6 +176,7 @@ def restore_file(
         "fuse": fuse,
         "uncertainty": with_unc,
         "skip_background": skip_background,
+        "strength": strength,
         "nan_policy": nan_policy,
         "dtype": dtype,
         "zarr_format": zarr_format,
@@ -215,6 +218,7 @@ def restore_file(
             fuse=fuse,
             uncertainty=with_unc,
             skip_background=skip_background,
+            strength=strength,
             threads=info.threads_per_worker if isinstance(model_ref, str) else None,
         )
         scale = result.metadata.scale

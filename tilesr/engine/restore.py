@@ -36,6 +36,7 @@ from tilesr.data.normalize import IntensityRange
 from tilesr.data.resize import HALO, upsample_bicubic_window
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.samplers import SAMPLER_NAMES
+from tilesr.diffusion.sampling import start_timestep
 from tilesr.engine.canvas import FUSE_MODES, SamplingPlan, sample_canvas
 from tilesr.engine.progress import tile_reporter
 from tilesr.engine.tiling import Span, TileWindow, block_spans, bounding_box, tile_grid
@@ -156,9 +157,7 @@ def plan_block(
     tiles = tile_grid(hr_shape, tile_size, overlap, region=region)
     canvas = bounding_box(tiles)
     pad = HALO if scale > 1 else 0
-    need = tuple(
-        Span(c.start // scale - pad, -(-c.stop // scale) + pad) for c in canvas
-    )
+    need = tuple(Span(c.start // scale - pad, -(-c.stop // scale) + pad) for c in canvas)
     read = []
     for span, n in zip(need, lr_shape, strict=True):
         idx = _reflect_index(np.arange(span.start, span.stop), n)
@@ -393,6 +392,7 @@ def restore(
     skip_background: float | None = None,
     intensity_range: IntensityRange | None = None,
     threads: int | None = None,
+    strength: float | None = None,
 ) -> RestoreResult:
     """Restore an image lazily: super-resolve and/or denoise it with a diffusion model.
 
@@ -438,6 +438,10 @@ def restore(
     threads
         ONNX Runtime intra-op threads when ``model`` is a path (default: cores divided
         by the scheduler's workers).
+    strength
+        Sampling starts at timestep ``round(strength * (T-1))`` from the noised
+        conditioning image (1: from noise, the whole schedule); default the model's
+        metadata ``strength``. See :func:`tilesr.diffusion.sampling.initial_state`.
 
     Returns
     -------
@@ -482,7 +486,9 @@ def restore(
         batch_size=batch,
         fuse=fuse,
         background_below=None if skip_background is None else 2.0 * skip_background - 1.0,
+        strength=meta.strength if strength is None else strength,
     )
+    start_timestep(meta.schedule.timesteps, plan.strength)  # refuse a bad strength now
     lead = tuple(int(n) for n in image.shape[:-2])
     lr_shape = (int(image.shape[-2]), int(image.shape[-1]))
     hr_shape = (lr_shape[0] * scale, lr_shape[1] * scale)
@@ -502,8 +508,16 @@ def restore(
                 block_tiles[(*lead_index, i, j)] = len(job.tiles)
                 keys, where = _input_refs(image.name, bounds, lead_index, job.lr_read)
                 run = partial(
-                    _block_task, where=where, job=job, plan=plan, rng=rng, lr_shape=lr_shape,
-                    scale=scale, with_std=uncertainty, denoiser=denoiser, n_lead=len(lead),
+                    _block_task,
+                    where=where,
+                    job=job,
+                    plan=plan,
+                    rng=rng,
+                    lr_shape=lr_shape,
+                    scale=scale,
+                    with_std=uncertainty,
+                    denoiser=denoiser,
+                    n_lead=len(lead),
                 )
                 layer[(name, 0, *lead_index, i, j)] = (run, keys)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[image])  # type: ignore[list-item]
@@ -527,6 +541,7 @@ def restore(
         "halo": halo,
         "fuse": fuse,
         "skip_background": skip_background,
+        "strength": plan.strength,
         "uncertainty": uncertainty,
         "scale": scale,
         "axes": axes_used,

@@ -133,8 +133,13 @@ def scheduler_context(
                 )
             )
             client = stack.enter_context(Client(cluster, set_as_default=True))
-            info = SchedulerInfo("local-cluster", n, threads_per_worker(n, cores=cores),
-                                 cluster.scheduler_address, client)
+            info = SchedulerInfo(
+                "local-cluster",
+                n,
+                threads_per_worker(n, cores=cores),
+                cluster.scheduler_address,
+                client,
+            )
         else:
             from distributed import Client
 

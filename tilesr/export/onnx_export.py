@@ -51,6 +51,7 @@ def export_onnx(
     *,
     overwrite: bool = False,
     opset: int = MIN_OPSET,
+    strength: float | None = None,
 ) -> ExportReport:
     """Convert the EMA weights of a checkpoint to an ONNX model with tilesr metadata.
 
@@ -65,6 +66,8 @@ def export_onnx(
         Replace ``out_path`` if it exists (refused otherwise).
     opset
         ONNX opset, at least 17.
+    strength
+        Override the checkpoint's default sampling strength (metadata ``strength``).
 
     Returns
     -------
@@ -95,6 +98,8 @@ def export_onnx(
     check_size_multiple(metadata, model.size_multiple, str(checkpoint_path))
     digest = weights_sha256(model.state_dict())
     metadata = replace(metadata, weights_sha256=digest, tilesr_version=__version__)
+    if strength is not None:  # a sampling default chosen after training
+        metadata = replace(metadata, strength=strength)
 
     tmp = temp_sibling(out_path)
     try:
@@ -192,8 +197,7 @@ def _check_parity(model: UNet, metadata: ModelMetadata, path: Path, *, source: s
         noisy = rng.standard_normal((batch, 1, height, width), dtype=np.float32)
         cond = rng.uniform(-1, 1, (batch, 1, height, width)).astype(np.float32)
         t = rng.integers(0, metadata.schedule.timesteps, batch).astype(np.float32)
-        feeds = {metadata.input_noisy: noisy, metadata.input_cond: cond,
-                 metadata.input_timestep: t}
+        feeds = {metadata.input_noisy: noisy, metadata.input_cond: cond, metadata.input_timestep: t}
         (eps_ort,) = session.run([metadata.output], feeds)
         with torch.inference_mode():
             eps_torch = model(torch.from_numpy(noisy), torch.from_numpy(cond), torch.from_numpy(t))
