@@ -15,7 +15,9 @@ Every image is a centre crop of CROP x CROP output pixels restored in one piece 
 sampler, not the engine's tiling). Metrics are computed as `tilesr evaluate` does by
 default: GT percentile-normalised, each prediction fitted to it by scale and offset.
 
-Rows: the bicubic baseline (and for W2S the raw full-resolution noisy frame), one DDPM
+All rows sample at the model's default strength (``--strength`` to change it) and a
+sweep over strengths shows why that default. Rows: the bicubic baseline (and for W2S
+the raw full-resolution noisy frame), one DDPM
 sample over the full schedule, DDPM averages over 2/4/8/16 samples (subsets of one set of
 16), and DDIM / DPM-Solver++ averages of 8 samples at 5/10/20/50 steps. The full
 schedule is expensive on a CPU (T network evaluations per sample), so it runs on the
@@ -84,7 +86,7 @@ def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def datasets(scale: int, crop: int, quick: bool) -> dict[str, list[ImagePair]]:
-    n = 1 if quick else 3
+    n = 1 if quick else 2
     levels = (1, 5, 9) if quick else tuple(range(1, 10))
     sets: dict[str, list[ImagePair]] = {}
     for level in levels:
@@ -98,8 +100,11 @@ def datasets(scale: int, crop: int, quick: bool) -> dict[str, list[ImagePair]]:
     ]
     sted = load_confocal_sted(sorted((SHARED / "confocal_sted").glob("*valid*.tif")))
     sets["confocal -> STED (valid)"] = [
-        ImagePair(lr=bin2d(p.lr, scale), hr=p.hr[: p.lr.shape[0] // scale * scale,
-                                                 : p.lr.shape[1] // scale * scale], name=p.name)
+        ImagePair(
+            lr=bin2d(p.lr, scale),
+            hr=p.hr[: p.lr.shape[0] // scale * scale, : p.lr.shape[1] // scale * scale],
+            name=p.name,
+        )
         for p in sted
     ]
     return {k: [crop_pair(p, crop) for p in v] for k, v in sets.items()}
@@ -116,8 +121,9 @@ def run(args: argparse.Namespace) -> dict:
     meta = den.metadata
     schedule = build_schedule(meta.schedule)
     crop = args.crop - args.crop % meta.size_multiple
+    strength = meta.strength if args.strength is None else args.strength
     sets = datasets(meta.scale, crop, args.quick)
-    results: dict = {"sets": {}, "full_ddpm": {}}
+    results: dict = {"sets": {}, "full_ddpm": {}, "strength_sweep": {}, "strength": strength}
     n_samples = 8
     steps_list = (5, 10) if args.quick else FAST_STEPS
     for name, pairs in sets.items():
@@ -125,14 +131,23 @@ def run(args: argparse.Namespace) -> dict:
         rows: dict[str, list[dict[str, float]]] = {}
         for i, pair in enumerate(pairs):
             cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
-            rows.setdefault("bicubic", []).append(score(upsample_bicubic(pair.lr, meta.scale),
-                                                        pair.hr))
+            rows.setdefault("bicubic", []).append(
+                score(upsample_bicubic(pair.lr, meta.scale), pair.hr)
+            )
             for sampler_name in ("ddim", "dpmpp"):
                 for steps in steps_list:
-                    res = sample(den, cond, make_sampler(sampler_name, schedule),
-                                 n_samples=n_samples, steps=steps, seed=i)
+                    res = sample(
+                        den,
+                        cond,
+                        make_sampler(sampler_name, schedule),
+                        n_samples=n_samples,
+                        steps=steps,
+                        seed=i,
+                        strength=strength,
+                    )
                     rows.setdefault(f"{sampler_name} {steps} steps, avg 8", []).append(
-                        score(res.mean, pair.hr))
+                        score(res.mean, pair.hr)
+                    )
         if name.startswith("W2S"):
             rows["raw noisy input (full resolution)"] = [
                 score(raw, p.hr) for raw, p in zip(raw_inputs(crop), pairs, strict=False)
@@ -147,43 +162,82 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     for i, pair in enumerate(mid):
         cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
-        samples = full_ddpm_samples(den, cond, schedule, args.full_ddpm_samples, seed=i)
+        samples = full_ddpm_samples(
+            den, cond, schedule, args.full_ddpm_samples, seed=i, strength=strength
+        )
         for k in AVERAGES:
             if k <= len(samples):
                 full_rows.setdefault(f"ddpm {schedule.num_timesteps} steps, avg {k}", []).append(
-                    score(samples[:k].mean(axis=0), pair.hr))
+                    score(samples[:k].mean(axis=0), pair.hr)
+                )
         full_rows.setdefault("bicubic", []).append(
-            score(upsample_bicubic(pair.lr, meta.scale), pair.hr))
+            score(upsample_bicubic(pair.lr, meta.scale), pair.hr)
+        )
         for sampler_name in ("ddim", "dpmpp"):
             for steps in steps_list:
-                res = sample(den, cond, make_sampler(sampler_name, schedule),
-                             n_samples=n_samples, steps=steps, seed=i)
+                res = sample(
+                    den,
+                    cond,
+                    make_sampler(sampler_name, schedule),
+                    n_samples=n_samples,
+                    steps=steps,
+                    seed=i,
+                    strength=strength,
+                )
                 full_rows.setdefault(f"{sampler_name} {steps} steps, avg 8", []).append(
-                    score(res.mean, pair.hr))
+                    score(res.mean, pair.hr)
+                )
     results["full_ddpm"] = {k: mean_scores(v) for k, v in full_rows.items()}
     results["full_ddpm"]["_n"] = len(mid)
     results["full_ddpm_seconds"] = time.perf_counter() - t0
     results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
+    # why the model's default strength: dpmpp 10 steps, avg 8, simulated level 5
+    sweep: dict[str, list[dict[str, float]]] = {}
+    for i, pair in enumerate(sets["simulated level 5"]):
+        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+        for s in (0.4, 0.6, 0.8, 1.0):
+            res = sample(
+                den,
+                cond,
+                make_sampler("dpmpp", schedule),
+                n_samples=n_samples,
+                steps=10,
+                seed=i,
+                strength=s,
+            )
+            sweep.setdefault(f"dpmpp 10 steps, avg 8, strength {s}", []).append(
+                score(res.mean, pair.hr)
+            )
+    results["strength_sweep"] = {k: mean_scores(v) for k, v in sweep.items()}
     return results
 
 
-def full_ddpm_samples(den, cond, schedule, n, *, seed):  # noqa: ANN001, ANN201
-    """n independent full-schedule DDPM samples (batched), shape (n, H, W)."""
+def full_ddpm_samples(den, cond, schedule, n, *, seed, strength):
+    """n independent DDPM samples over every timestep up to the start (batched), (n, H, W)."""
     from tilesr.diffusion.noise import keyed_normal_batch
-    from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+    from tilesr.diffusion.sampling import (
+        INITIAL_NOISE,
+        STEP_NOISE,
+        initial_state,
+        run_reverse,
+        sample_keys,
+        start_timestep,
+    )
 
     sampler = make_sampler("ddpm", schedule)
     shape = cond.shape
     cond_b = np.broadcast_to(cond.astype(np.float32), (n, 1, *shape))
 
-    def predict(x, t):  # noqa: ANN001, ANN202
+    def predict(x, t):
         return den.predict_noise(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
 
-    def noise(i):  # noqa: ANN001, ANN202
+    def noise(i):
         return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, 0, n), (0, 0), shape)
 
-    x = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, 0, n), (0, 0), shape)
-    return run_reverse(predict, x, sampler, sampler.timesteps(None), noise)
+    start = start_timestep(schedule.num_timesteps, strength)
+    noise0 = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, 0, n), (0, 0), shape)
+    x = initial_state(schedule, start, cond, noise0)
+    return run_reverse(predict, x, sampler, sampler.timesteps(None, start), noise)
 
 
 def evals_within(rows: dict, full_steps: int) -> dict[str, int | None]:
@@ -191,9 +245,13 @@ def evals_within(rows: dict, full_steps: int) -> dict[str, int | None]:
     ref = rows.get(f"ddpm {full_steps} steps, avg 8")
     out: dict[str, int | None] = {}
     for sampler_name in ("ddim", "dpmpp"):
-        hits = [s for s in FAST_STEPS
-                if (r := rows.get(f"{sampler_name} {s} steps, avg 8")) is not None
-                and ref is not None and r["psnr"] >= ref["psnr"] - 0.2]
+        hits = [
+            s
+            for s in FAST_STEPS
+            if (r := rows.get(f"{sampler_name} {s} steps, avg 8")) is not None
+            and ref is not None
+            and r["psnr"] >= ref["psnr"] - 0.2
+        ]
         out[sampler_name] = min(hits) if hits else None
     return out
 
@@ -207,12 +265,18 @@ def plot(results: dict, path: Path, full_steps: int) -> None:
     rows = results["full_ddpm"]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for sampler_name, marker in (("ddim", "s"), ("dpmpp", "o")):
-        pts = [(s * 8, rows[k]["psnr"]) for s in FAST_STEPS
-               if (k := f"{sampler_name} {s} steps, avg 8") in rows]
+        pts = [
+            (s * 8, rows[k]["psnr"])
+            for s in FAST_STEPS
+            if (k := f"{sampler_name} {s} steps, avg 8") in rows
+        ]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker=marker, label=f"{sampler_name}, avg 8")
-    ddpm = [(k * full_steps, rows[f"ddpm {full_steps} steps, avg {k}"]["psnr"])
-            for k in AVERAGES if f"ddpm {full_steps} steps, avg {k}" in rows]
+    ddpm = [
+        (k * full_steps, rows[f"ddpm {full_steps} steps, avg {k}"]["psnr"])
+        for k in AVERAGES
+        if f"ddpm {full_steps} steps, avg {k}" in rows
+    ]
     if ddpm:
         ax.plot(*zip(*ddpm, strict=True), marker="^", label=f"ddpm {full_steps} steps, avg k")
     ax.axhline(rows["bicubic"]["psnr"], color="gray", linestyle="--", label="bicubic")
@@ -228,13 +292,21 @@ def plot(results: dict, path: Path, full_steps: int) -> None:
 
 def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
     cols = ("psnr", "ssim", "ms_ssim", "mae", "nrmse")
-    lines = [MARK_START, "## Quality (held-out data)", "",
-             f"Command: `{command}`  ", f"Model: `{meta['model']}` (sha256 {meta['sha'][:12]}), "
-             f"crops of {meta['crop']}x{meta['crop']} output pixels; {meta['machine']}; "
-             f"{meta['date']}; {meta['seconds']:.0f} s.", "",
-             "Metrics as `tilesr evaluate` computes them (GT percentile-normalised to [0, 1], "
-             "prediction fitted by scale and offset). Higher PSNR/SSIM/MS-SSIM is better, "
-             "lower MAE/NRMSE is better.", ""]
+    lines = [
+        MARK_START,
+        "## Quality (held-out data)",
+        "",
+        f"Command: `{command}`  ",
+        f"Model: `{meta['model']}` (sha256 {meta['sha'][:12]}), "
+        f"crops of {meta['crop']}x{meta['crop']} output pixels; strength "
+        f"{results['strength']}; {meta['machine']}; "
+        f"{meta['date']}; {meta['seconds']:.0f} s.",
+        "",
+        "Metrics as `tilesr evaluate` computes them (GT percentile-normalised to [0, 1], "
+        "prediction fitted by scale and offset). Higher PSNR/SSIM/MS-SSIM is better, "
+        "lower MAE/NRMSE is better.",
+        "",
+    ]
 
     def table(rows: dict) -> list[str]:
         out = ["| method | PSNR | SSIM | MS-SSIM | MAE | NRMSE |", "|---|---|---|---|---|---|"]
@@ -245,13 +317,32 @@ def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
         return out
 
     n_full = results["full_ddpm"].get("_n", 0)
-    lines += [f"### Full schedule vs fast samplers (simulated, noise level 5, {n_full} image(s))",
-              "", *table(results["full_ddpm"]), ""]
+    lines += [
+        f"### Full schedule vs fast samplers (simulated, noise level 5, {n_full} image(s))",
+        "",
+        f"`ddpm {full_steps} steps` visits every timestep up to the start.",
+        "",
+        *table(results["full_ddpm"]),
+        "",
+    ]
     ev = results["evals_within_0.2dB"]
-    lines += ["Fewest steps per sample (x 8 samples) within 0.2 dB PSNR of the "
-              f"{full_steps}-step DDPM 8-sample average: "
-              + ", ".join(f"{k}: {v if v is not None else 'none of 5-50'}" for k, v in ev.items()),
-              "", "![quality vs evaluations](benchmarks/quality.png)", ""]
+    lines += [
+        "Fewest steps per sample (x 8 samples) within 0.2 dB PSNR of the "
+        f"{full_steps}-step DDPM 8-sample average: "
+        + ", ".join(f"{k}: {v if v is not None else 'none of 5-50'}" for k, v in ev.items()),
+        "",
+        "![quality vs evaluations](benchmarks/quality.png)",
+        "",
+    ]
+    lines += [
+        "### Sampling strength (simulated, noise level 5)",
+        "",
+        "Sampling starts from the conditioning noised to timestep "
+        "round(strength x (T-1)); strength 1 is plain DDPM sampling from noise.",
+        "",
+        *table(results["strength_sweep"]),
+        "",
+    ]
     for name, rows in results["sets"].items():
         lines += [f"### {name} ({rows.get('_n', '?')} image(s))", "", *table(rows), ""]
     lines.append(MARK_END)
@@ -275,6 +366,12 @@ def main() -> None:
     parser.add_argument("--full-ddpm-images", type=int, default=1)
     parser.add_argument("--full-ddpm-samples", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="sampling strength (default: the model's metadata)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -287,15 +384,21 @@ def main() -> None:
     out_dir = args.out.parent / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(results, out_dir / "quality.png", full_steps)
-    meta = {"model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT)
-                         else args.model),
-            "sha": den.metadata.weights_sha256, "crop": args.crop,
-            "machine": f"{platform.processor() or platform.machine()}, "
-                       f"{__import__('os').cpu_count()} cores",
-            "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - t0}
+    meta = {
+        "model": str(
+            args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
+        ),
+        "sha": den.metadata.weights_sha256,
+        "crop": args.crop,
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": time.perf_counter() - t0,
+    }
     command = "python tools/bench_quality.py " + " ".join(sys.argv[1:])
-    (out_dir / "quality.json").write_text(json.dumps({"meta": meta, "command": command,
-                                                      **results}, indent=1) + "\n")
+    (out_dir / "quality.json").write_text(
+        json.dumps({"meta": meta, "command": command, **results}, indent=1) + "\n"
+    )
     write_region(args.out, markdown(results, meta, command.strip(), full_steps))
     print(f"wrote {args.out} and {out_dir / 'quality.json'}")
 
