@@ -12,6 +12,7 @@ import yaml
 
 from tilesr.errors import TilesrError
 from tilesr.training.config import (
+    ExportConfig,
     ForwardModelSource,
     SimulatedSource,
     W2SSource,
@@ -146,3 +147,12 @@ def test_overrides_are_checked() -> None:
     assert tiny.with_overrides(steps=5, output_dir="x").training.steps == 5
     with pytest.raises(TilesrError, match=r"steps.*0"):
         tiny.with_overrides(steps=0)
+
+
+def test_export_strength_reaches_the_model_metadata_and_is_checked():
+    from tilesr.training.trainer import model_metadata
+
+    config = load_config(CONFIGS / "bundled.yaml")
+    assert model_metadata(config).strength == config.export.strength == 0.6
+    with pytest.raises(TilesrError, match="strength"):
+        ExportConfig(strength=0.0)

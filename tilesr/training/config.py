@@ -229,10 +229,14 @@ class ExportConfig:
     overlap: int = 32
     norm_low: float = 0.1
     norm_high: float = 99.9
+    #: default sampling strength recorded in the model (validation samples with it too)
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"export scale must be 1, 2, 3 or 4, got {self.scale}")
+        if not 0.0 < self.strength <= 1.0:
+            raise TilesrError(f"export strength must be in (0, 1], got {self.strength}")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise TilesrError(
                 "export norm percentiles need 0 <= norm_low < norm_high <= 100, "

@@ -72,6 +72,7 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         size_multiple=config.model.size_multiple,
         norm_low=config.export.norm_low,
         norm_high=config.export.norm_high,
+        strength=config.export.strength,
         tilesr_version=__version__,
     )
 
