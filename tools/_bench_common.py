@@ -23,8 +23,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = REPO / "tilesr" / "models" / "default.onnx"
 RESULT_MARKER = "BENCH_RESULT "
-MARK_START = "<!-- bench_engine:start -->"
-MARK_END = "<!-- bench_engine:end -->"
 
 
 # --------------------------------------------------------------------------- machine
@@ -284,14 +282,17 @@ def simulated_input(folder: Path, hr_size: int, scale: int, *, seed: int = 0) ->
 # --------------------------------------------------------------------------- markdown
 
 
-def replace_region(path: Path, body: str, *, title: str = "# Benchmarks") -> None:
-    """Put ``body`` between the bench_engine markers of ``path``, leaving the rest alone."""
-    block = f"{MARK_START}\n{body.rstrip()}\n{MARK_END}"
+def replace_region(
+    path: Path, body: str, *, region: str = "bench_engine", title: str = "# Benchmarks"
+) -> None:
+    """Put ``body`` between the ``region`` markers of ``path``, leaving the rest alone."""
+    start, end = f"<!-- {region}:start -->", f"<!-- {region}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
     if path.exists():
         text = path.read_text()
-        i, j = text.find(MARK_START), text.find(MARK_END)
+        i, j = text.find(start), text.find(end)
         if i >= 0 and j > i:
-            text = text[:i] + block + text[j + len(MARK_END) :]
+            text = text[:i] + block + text[j + len(end) :]
         else:
             text = text.rstrip() + "\n\n" + block + "\n"
     else:

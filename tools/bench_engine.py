@@ -113,7 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="results file (default: <out folder>/benchmarks/engine.json)",
     )
-    p.add_argument("--only", default=",".join(SECTIONS), help="sections to run, e.g. a,d (default all)")
+    p.add_argument(
+        "--only", default=",".join(SECTIONS), help="sections to run, e.g. a,d (default all)"
+    )
     p.add_argument(
         "--workdir",
         type=Path,

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bench_common import replace_region
 
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
 from tilesr.data.normalize import percentile_range
@@ -46,7 +47,6 @@ from tilesr.simulate import simulate_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-MARK_START, MARK_END = "<!-- bench_quality:start -->", "<!-- bench_quality:end -->"
 FAST_STEPS = (5, 10, 20, 50)
 AVERAGES = (1, 2, 4, 8, 16)
 TEST_SEED = 90_000  # the bundled config trains on seeds 11-14 and validates on 2011-2014
@@ -293,7 +293,6 @@ def plot(results: dict, path: Path, full_steps: int) -> None:
 def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
     cols = ("psnr", "ssim", "ms_ssim", "mae", "nrmse")
     lines = [
-        MARK_START,
         "## Quality (held-out data)",
         "",
         f"Command: `{command}`  ",
@@ -345,18 +344,7 @@ def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
     ]
     for name, rows in results["sets"].items():
         lines += [f"### {name} ({rows.get('_n', '?')} image(s))", "", *table(rows), ""]
-    lines.append(MARK_END)
     return "\n".join(lines)
-
-
-def write_region(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + text + rest.split(MARK_END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
 
 
 def main() -> None:
@@ -399,7 +387,9 @@ def main() -> None:
     (out_dir / "quality.json").write_text(
         json.dumps({"meta": meta, "command": command, **results}, indent=1) + "\n"
     )
-    write_region(args.out, markdown(results, meta, command.strip(), full_steps))
+    replace_region(
+        args.out, markdown(results, meta, command.strip(), full_steps), region="bench_quality"
+    )
     print(f"wrote {args.out} and {out_dir / 'quality.json'}")
 
 
