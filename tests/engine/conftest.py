@@ -18,7 +18,9 @@ def models(tmp_path_factory):
             root / "spatial1.onnx", std=0.02, gain=0.05, metadata=test_metadata(scale=1)
         ),
         "spatial2": spatial_model(
-            root / "spatial2.onnx", std=0.02, gain=0.05,
+            root / "spatial2.onnx",
+            std=0.02,
+            gain=0.05,
             metadata=test_metadata(scale=2, size_multiple=8),
         ),
     }

@@ -46,8 +46,9 @@ def test_bad_local_cluster_spec(address, match):
 
 
 def test_unreachable_scheduler_is_named():
-    with pytest.raises(TilesrError, match=r"127\.0\.0\.1:1"), scheduler_context(
-        "tcp://127.0.0.1:1", connect_timeout=0.5
+    with (
+        pytest.raises(TilesrError, match=r"127\.0\.0\.1:1"),
+        scheduler_context("tcp://127.0.0.1:1", connect_timeout=0.5),
     ):
         pass
 
@@ -74,8 +75,13 @@ def cluster():
 def test_local_cluster_gives_identical_bits(models, image, cluster):
     assert cluster.kind == "local-cluster" and cluster.workers == 2
     res = restore(
-        da.from_array(image, chunks=(20, 20)), models["spatial2"], steps=2, samples=2,
-        block_size=40, uncertainty=True, threads=cluster.threads_per_worker,
+        da.from_array(image, chunks=(20, 20)),
+        models["spatial2"],
+        steps=2,
+        samples=2,
+        block_size=40,
+        uncertainty=True,
+        threads=cluster.threads_per_worker,
     )
     threaded = dask.compute(res.image, res.uncertainty, scheduler="threads")
     with progress_context(res.settings["tiles"], True) as bar:

@@ -32,8 +32,13 @@ def test_unet_restore_is_bit_identical_across_batches_chunks_and_threads(unet_on
     lr = np.random.default_rng(4).gamma(2.0, 100.0, (24, 30)).astype(np.float32)
     runs = [
         restore(
-            da.from_array(lr, chunks=chunks), unet_onnx, steps=2, samples=2,
-            batch_size=batch, block_size=32, threads=threads,
+            da.from_array(lr, chunks=chunks),
+            unet_onnx,
+            steps=2,
+            samples=2,
+            batch_size=batch,
+            block_size=32,
+            threads=threads,
         ).image.compute()
         for chunks, batch, threads in [((24, 30), 8, 2), ((7, 11), 1, 1), ((13, 30), 3, 2)]
     ]

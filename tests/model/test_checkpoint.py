@@ -34,8 +34,12 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     original = tiny_checkpoint(tmp_path / "base.pt")
     rng = {"torch": torch.get_rng_state(), "numpy": {"state": 2**100 + 3, "inc": 5}}
     full = Checkpoint(
-        **{**original.__dict__, "optimizer": optimizer.state_dict(),
-           "lr_scheduler": scheduler.state_dict(), "rng_state": rng},
+        **{
+            **original.__dict__,
+            "optimizer": optimizer.state_dict(),
+            "lr_scheduler": scheduler.state_dict(),
+            "rng_state": rng,
+        },
     )
     save_checkpoint(tmp_path / "full.pt", full)
     loaded = load_checkpoint(tmp_path / "full.pt")

@@ -127,8 +127,10 @@ def test_config_round_trips_through_a_plain_dict() -> None:
         ({"channels": [8, 16], "attention": [True]}, "one flag per level"),
         ({"channels": [8, 12], "attention": [False, False]}, "divisible by groups"),
         ({"blocks": 0}, "blocks must be a positive integer"),
-        ({"channels": [8, 16], "attention": [False, True], "bottleneck": 16, "heads": 3},
-         "divisible by heads"),
+        (
+            {"channels": [8, 16], "attention": [False, True], "bottleneck": 16, "heads": 3},
+            "divisible by heads",
+        ),
         ({"dropout": 1.5}, "dropout"),
     ],
 )

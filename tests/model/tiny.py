@@ -15,7 +15,11 @@ from tilesr.model.unet import UNet, UNetConfig
 def tiny_config() -> UNetConfig:
     """Two levels (size multiple 4), attention at the lower one and in the bottleneck."""
     return UNetConfig(
-        channels=(8, 16), bottleneck=16, attention=(False, True), time_dim=32, heads=2,
+        channels=(8, 16),
+        bottleneck=16,
+        attention=(False, True),
+        time_dim=32,
+        heads=2,
         mid_attention=True,
     )
 
@@ -23,7 +27,10 @@ def tiny_config() -> UNetConfig:
 def tiny_metadata(config: UNetConfig) -> ModelMetadata:
     return ModelMetadata(
         schedule=ScheduleSpec(kind="linear", timesteps=100),
-        scale=2, tile_size=32, overlap=8, size_multiple=config.size_multiple,
+        scale=2,
+        tile_size=32,
+        overlap=8,
+        size_multiple=config.size_multiple,
     )
 
 
