@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def run_demo(
     from tilesr.denoisers.onnx_backend import OnnxDenoiser
     from tilesr.engine.pipeline import DEFAULT_MODEL, restore_file
     from tilesr.io import open_image, write_ome_zarr
-    from tilesr.simulate import simulate_large
+    from tilesr.simulate import HR_PIXEL_UM, simulate_large
 
     out = Path(out_dir)
     model_path = Path(model) if model is not None else DEFAULT_MODEL
@@ -93,8 +92,7 @@ def run_demo(
     scale = OnnxDenoiser(model_path).metadata.scale
     size -= size % scale
     lr, hr = simulate_large((size, size), scale=scale, noise_level=noise_level, seed=seed)
-    # nominal pixel sizes as in BioSR (31.3 nm SIM pixels); the input is `scale` times coarser
-    hr_px = 0.0313
+    hr_px = HR_PIXEL_UM  # the input is `scale` times coarser
     lr_px = hr_px * scale
     write_ome_zarr(
         out / "input.ome.zarr",
@@ -224,6 +222,9 @@ _DEMO_OUTPUTS = (
 
 
 def _prepare(out: Path, *, overwrite: bool) -> None:
+    """Refuse what the demo must not touch, then clear its own earlier outputs."""
+    from tilesr.simulate.writers import prepare_output_dir
+
     if out.exists() and not out.is_dir():
         raise TilesrError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -235,10 +236,4 @@ def _prepare(out: Path, *, overwrite: bool) -> None:
                 f"{out} holds files the demo did not write ({', '.join(unknown[:3])}); "
                 "choose another folder"
             )
-        for name in _DEMO_OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, overwrite=overwrite, owned=_DEMO_OUTPUTS)

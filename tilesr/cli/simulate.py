@@ -9,9 +9,6 @@ import click
 
 from tilesr.errors import TilesrError
 
-#: nominal pixel size of the simulated HR grid (micrometres), BioSR's SIM pixel
-HR_PIXEL_UM = 0.0313
-
 
 def _parse_levels(text: str) -> list[int]:
     """``"1-9"``, ``"2,5,8"`` or a mix, as a sorted list of levels."""
@@ -201,7 +198,7 @@ def _large(
     _check_free(gt, overwrite)
 
     from tilesr.io import write_ome_zarr
-    from tilesr.simulate import simulate_large
+    from tilesr.simulate import HR_PIXEL_UM, simulate_large
 
     lr, hr = simulate_large(shape, scale=scale, noise_level=noise_level, seed=seed, chunk=chunk)
     settings = {"shape_hr": list(shape), "scale": scale, "noise_level": noise_level, "seed": seed}

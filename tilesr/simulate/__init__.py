@@ -10,12 +10,13 @@ Torch-free (NumPy, SciPy, Dask). Public API:
 
 from __future__ import annotations
 
-from tilesr.simulate.forward import PHOTONS, ForwardModel, degrade
+from tilesr.simulate.forward import HR_PIXEL_UM, PHOTONS, ForwardModel, degrade
 from tilesr.simulate.generate import simulate_large, simulate_pairs
 from tilesr.simulate.structures import StructureParams, render_density
 from tilesr.simulate.writers import write_biosr_dataset
 
 __all__ = [
+    "HR_PIXEL_UM",
     "PHOTONS",
     "ForwardModel",
     "StructureParams",

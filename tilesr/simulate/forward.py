@@ -42,6 +42,9 @@ from tilesr.diffusion.noise import keyed_normal
 from tilesr.errors import TilesrError
 from tilesr.simulate.structures import StructureParams, render_density
 
+#: nominal pixel size of the simulated HR grid (micrometres), BioSR's SIM pixel
+HR_PIXEL_UM = 0.0313
+
 #: expected peak photo-electrons of a unit filament in LR, per noise level 1..9
 PHOTONS: dict[int, float] = {
     1: 4.0,
