@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tests import onnx_models
 from tilesr.cli import main
-from tilesr.engine.pipeline import DEFAULT_MODEL
+from tilesr.engine import pipeline
 
 FAST = ["--steps", "2", "--sampler", "ddim", "--block-size", "48", "--no-progress"]
 
@@ -135,8 +135,9 @@ def test_non_finite_input_is_refused_before_writing(tmp_path, model):
     assert not (tmp_path / "o.zarr").exists()
 
 
-@pytest.mark.skipif(DEFAULT_MODEL.exists(), reason="a bundled default model is installed")
-def test_model_is_required_without_a_bundled_default(tmp_path, tiff):
+def test_model_is_required_without_a_bundled_default(tmp_path, tiff, monkeypatch):
+    # the repository ships a bundled model; pretend an install without one
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL", tmp_path / "missing.onnx")
     code, output = _run(tiff, tmp_path / "o.zarr", *FAST)
     _assert_one_line_error(code, output)
     assert "--model" in output
