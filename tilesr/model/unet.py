@@ -112,8 +112,13 @@ class _Level(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, attention: bool) -> None:
         super().__init__()
         self.res = nn.ModuleList(
-            ResBlock(in_ch if i == 0 else out_ch, out_ch, time_dim=cfg.time_dim,
-                     groups=cfg.groups, dropout=cfg.dropout)
+            ResBlock(
+                in_ch if i == 0 else out_ch,
+                out_ch,
+                time_dim=cfg.time_dim,
+                groups=cfg.groups,
+                dropout=cfg.dropout,
+            )
             for i in range(cfg.blocks)
         )
         self.attn = nn.ModuleList(
@@ -152,10 +157,19 @@ class UNet(nn.Module):
             self.downsample.append(Downsample())
             prev = width
         # bottleneck: widen to cfg.bottleneck between the two convolutions only
-        self.mid = ResBlock(prev, prev, time_dim=cfg.time_dim, groups=cfg.groups,
-                            mid_ch=cfg.bottleneck, dropout=cfg.dropout)
-        self.mid_attn = (SelfAttention(prev, heads=cfg.heads, groups=cfg.groups)
-                         if cfg.mid_attention else nn.Identity())
+        self.mid = ResBlock(
+            prev,
+            prev,
+            time_dim=cfg.time_dim,
+            groups=cfg.groups,
+            mid_ch=cfg.bottleneck,
+            dropout=cfg.dropout,
+        )
+        self.mid_attn = (
+            SelfAttention(prev, heads=cfg.heads, groups=cfg.groups)
+            if cfg.mid_attention
+            else nn.Identity()
+        )
         self.upsample = nn.ModuleList()
         self.up = nn.ModuleList()
         for width, attention in reversed(list(zip(cfg.channels, cfg.attention, strict=True))):
