@@ -27,7 +27,7 @@ class GaussianDenoiser:
     )
     calls: int = 0
 
-    def predict_noise(self, noisy, cond, t):
+    def predict(self, noisy, cond, t):
         self.calls += 1
         schedule = build_schedule(self.metadata.schedule)
         abar = schedule.alphas_cumprod[np.asarray(t).astype(int)].reshape(-1, 1, 1, 1)

@@ -176,3 +176,24 @@ def model_with_wrong_rank(path: str | Path) -> Path:
     ]
     graph = helper.make_graph(nodes, "tilesr_rank3", inputs, outputs)
     return _save(graph, meta, Path(path))
+
+
+def regression_model(path: str | Path, *, metadata: ModelMetadata | None = None) -> Path:
+    """A CARE-like regression graph: x0 = 0.8 * blur(cond), from the ``cond`` input alone."""
+    from dataclasses import replace
+
+    meta = metadata or replace(
+        test_metadata(),
+        objective="regression",
+        prediction="x0",
+        output="x0",
+        sampler="ddim",
+        steps=1,
+        samples=1,
+    )
+    inits = [numpy_helper.from_array(0.8 * spatial_kernels()[:1, :1], "blur_w")]
+    nodes = [helper.make_node("Conv", [meta.input_cond, "blur_w"], [meta.output], pads=[2] * 4)]
+    inputs = [helper.make_tensor_value_info(meta.input_cond, TensorProto.FLOAT, ["N", 1, "H", "W"])]
+    outputs = [helper.make_tensor_value_info(meta.output, TensorProto.FLOAT, ["N", 1, "H", "W"])]
+    graph = helper.make_graph(nodes, "tilesr_regression", inputs, outputs, inits)
+    return _save(graph, meta, Path(path))

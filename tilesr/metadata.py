@@ -16,6 +16,13 @@ from tilesr.errors import TilesrError
 FORMAT_NAME = "tilesr-ddpm"
 FORMAT_VERSION = 1
 _PROP_KEY = "tilesr"
+#: what the network's output is (see tilesr.diffusion.parameterization)
+PREDICTIONS = ("epsilon", "x0", "v")
+#: ``diffusion``: a denoiser of x_t sampled by reverse diffusion; ``regression``: one
+#: deterministic evaluation of the conditioning image (CARE-like), output read as x0
+OBJECTIVES = ("diffusion", "regression")
+#: samplers a model may name as its default (tilesr.diffusion.samplers.SAMPLER_NAMES)
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class ModelMetadata:
 
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     prediction: str = "epsilon"
+    objective: str = "diffusion"
     scale: int = 2
     tile_size: int = 128
     overlap: int = 32
@@ -56,6 +64,11 @@ class ModelMetadata:
     #: default sampling strength: start at round(strength * (T-1)) from the noised
     #: conditioning image (1: the whole schedule from noise)
     strength: float = 1.0
+    #: default sampling of ``tilesr restore`` for this model (a file without these keys
+    #: restores as tilesr did before they existed: dpmpp, 20 steps, 1 sample)
+    sampler: str = "dpmpp"
+    steps: int = 20
+    samples: int = 1
     input_noisy: str = "noisy"
     input_cond: str = "cond"
     input_timestep: str = "t"
@@ -65,10 +78,24 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.prediction != "epsilon":
+        if self.prediction not in PREDICTIONS:
             raise TilesrError(
-                f"only epsilon-prediction models are supported, got {self.prediction!r}"
+                f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}"
             )
+        if self.objective not in OBJECTIVES:
+            raise TilesrError(
+                f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            )
+        if self.objective == "regression" and self.prediction != "x0":
+            raise TilesrError(
+                f"a regression model predicts the image (x0), got prediction {self.prediction!r}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise TilesrError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for name in ("steps", "samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TilesrError(f"{name} must be a positive integer, got {value!r}")
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
         if self.size_multiple < 1:
@@ -137,6 +164,7 @@ class ModelMetadata:
             values,
             {
                 "prediction": str,
+                "objective": str,
                 "scale": int,
                 "tile_size": int,
                 "overlap": int,
@@ -144,6 +172,9 @@ class ModelMetadata:
                 "norm_low": float,
                 "norm_high": float,
                 "strength": float,
+                "sampler": str,
+                "steps": int,
+                "samples": int,
                 "input_noisy": str,
                 "input_cond": str,
                 "input_timestep": str,

@@ -42,11 +42,11 @@ class CountingDenoiser:
         self.seconds = 0.0
         self._lock = threading.Lock()
 
-    def predict_noise(
+    def predict(
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         start = time.perf_counter()
-        eps = self.inner.predict_noise(noisy, cond, t)
+        eps = self.inner.predict(noisy, cond, t)
         spent = time.perf_counter() - start
         with self._lock:
             self.batches.append(int(noisy.shape[0]))
@@ -140,7 +140,7 @@ def task_engine(args: dict[str, Any]) -> dict[str, Any]:
     counting = CountingDenoiser(inner)
     batch = int(args.get("batch_size") or 8)
     x = np.zeros((batch, 1, meta.tile_size, meta.tile_size), np.float32)
-    inner.predict_noise(x, x, np.zeros(batch, np.float32))  # session built and warm
+    inner.predict(x, x, np.zeros(batch, np.float32))  # session built and warm
 
     lr_shape = tuple(int(n) for n in open_image(args["input"]).data.shape[-2:])
     tight = bool(args.get("tight", True))
@@ -229,7 +229,7 @@ def task_monai(args: dict[str, Any]) -> dict[str, Any]:
         tt = torch.full((window.shape[0],), float(t))
         if net is not None:
             return net(window[:, 1:2], window[:, 0:1], tt)
-        eps = onnx_model.predict_noise(window[:, 1:2].numpy(), window[:, 0:1].numpy(), tt.numpy())
+        eps = onnx_model.predict(window[:, 1:2].numpy(), window[:, 0:1].numpy(), tt.numpy())
         return torch.from_numpy(eps)
 
     start = time.perf_counter()
@@ -314,7 +314,7 @@ def task_speed(args: dict[str, Any]) -> dict[str, Any]:
             x = np.random.default_rng(0).standard_normal((b, 1, tile, tile), dtype=np.float32)
             t = np.full((b,), 500.0, np.float32)
             rows.append(
-                _time_calls(lambda x=x, t=t: den.predict_noise(x, x, t), b, min_seconds, min_calls)
+                _time_calls(lambda x=x, t=t: den.predict(x, x, t), b, min_seconds, min_calls)
             )
         return {"backend": backend, "threads": threads, "rows": rows}
 

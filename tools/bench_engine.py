@@ -508,7 +508,7 @@ def md_a(sec: dict[str, Any]) -> list[str]:
         f"({r['evals'] // max(1, per)} x {s['samples']} x {s['steps']}) |",
         f"| network calls (count x batch) | {r['calls']} ({hist}) |",
         f"| end-to-end wall time | {_f(r['wall_s'], 1)} s |",
-        f"| time inside `predict_noise` during it | {_f(r['network_s'], 1)} s |",
+        f"| time inside `predict` during it | {_f(r['network_s'], 1)} s |",
         f"| tight loop, same evaluations (mean of one run before and one after) | "
         f"{_f(r['tight_s'], 1)} s ({_f(r['tight_before_s'], 1)} / "
         f"{_f(r['tight_after_s'], 1)}) |",

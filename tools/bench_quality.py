@@ -226,7 +226,7 @@ def full_ddpm_samples(den, cond, schedule, n, *, seed, strength):
     cond_b = np.broadcast_to(cond.astype(np.float32), (n, 1, *shape))
 
     def predict(x, t):
-        return den.predict_noise(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
+        return den.predict(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
 
     def noise(i):
         return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, 0, n), (0, 0), shape)

@@ -29,7 +29,7 @@ def test_implements_the_protocol_and_matches_the_module(tmp_path: Path) -> None:
     assert isinstance(denoiser, Denoiser)
     assert not denoiser.model.training  # dropout off
     noisy, cond, t = _arrays(2, 8, 12)
-    eps = denoiser.predict_noise(noisy, cond, t)
+    eps = denoiser.predict(noisy, cond, t)
     assert eps.dtype == np.float32 and eps.shape == (2, 1, 8, 12)
     with torch.no_grad():
         expected = model(torch.from_numpy(noisy), torch.from_numpy(cond), torch.from_numpy(t))
@@ -39,10 +39,10 @@ def test_implements_the_protocol_and_matches_the_module(tmp_path: Path) -> None:
 def test_accepts_float64_and_non_contiguous_input() -> None:
     denoiser = TorchDenoiser(UNet(tiny_config()), tiny_metadata(tiny_config()))
     noisy, cond, t = _arrays(2, 8, 8)
-    a = denoiser.predict_noise(noisy, cond, t)
+    a = denoiser.predict(noisy, cond, t)
     transposed_view = np.swapaxes(np.swapaxes(cond, 2, 3).copy(), 2, 3)
     assert not transposed_view.flags.c_contiguous
-    b = denoiser.predict_noise(
+    b = denoiser.predict(
         np.asfortranarray(noisy.astype(np.float64)), transposed_view, t.astype(np.float64)
     )
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -56,8 +56,8 @@ def test_from_checkpoint_picks_ema_or_raw_weights(tmp_path: Path) -> None:
     assert ema.metadata == tiny_metadata(tiny_config())
     with torch.no_grad():
         expected = build_model(ckpt, ema=True)(*(torch.from_numpy(a) for a in (noisy, cond, t)))
-    np.testing.assert_allclose(ema.predict_noise(noisy, cond, t), expected.numpy(), atol=1e-6)
-    assert not np.allclose(ema.predict_noise(noisy, cond, t), raw.predict_noise(noisy, cond, t))
+    np.testing.assert_allclose(ema.predict(noisy, cond, t), expected.numpy(), atol=1e-6)
+    assert not np.allclose(ema.predict(noisy, cond, t), raw.predict(noisy, cond, t))
 
 
 def test_metadata_size_multiple_must_suit_the_network(tmp_path: Path) -> None:

@@ -160,9 +160,9 @@ class CountingDenoiser:
         self.metadata = self.inner.metadata
         self.tiles = 0
 
-    def predict_noise(self, noisy, cond, t):
+    def predict(self, noisy, cond, t):
         self.tiles += len(noisy)
-        return self.inner.predict_noise(noisy, cond, t)
+        return self.inner.predict(noisy, cond, t)
 
 
 def test_skip_background_keeps_the_input_and_saves_work(models):

@@ -85,9 +85,9 @@ def test_onnx_runtime_matches_torch_at_any_batch_and_size(
     noisy = rng.standard_normal((batch, 1, height, width), dtype=np.float32)
     cond = rng.uniform(-1, 1, (batch, 1, height, width)).astype(np.float32)
     t = rng.integers(0, 100, batch).astype(np.float32)
-    onnx_eps = OnnxDenoiser(exported.report.path, threads=1).predict_noise(noisy, cond, t)
+    onnx_eps = OnnxDenoiser(exported.report.path, threads=1).predict(noisy, cond, t)
     torch_denoiser = TorchDenoiser.from_checkpoint(exported.checkpoint_path)
-    torch_eps = torch_denoiser.predict_noise(noisy, cond, t)
+    torch_eps = torch_denoiser.predict(noisy, cond, t)
     assert onnx_eps.shape == (batch, 1, height, width)
     np.testing.assert_allclose(onnx_eps, torch_eps, atol=1e-4)
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tilesr.metadata import SAMPLERS
+
 
 @click.command("restore")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
@@ -19,19 +21,20 @@ import click
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Samples per pixel; the output is their mean.",
+    default=None,
+    help="Samples per pixel; the output is their mean (default: the model's).",
 )
 @click.option(
     "--steps",
     type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Sampler steps (network calls per sample).",
+    default=None,
+    help="Sampler steps, network calls per sample (default: the model's).",
 )
 @click.option(
-    "--sampler", type=click.Choice(["ddpm", "ddim", "dpmpp"]), default="dpmpp", show_default=True
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=None,
+    help="Reverse-diffusion sampler (default: the model's).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option(
@@ -126,9 +129,9 @@ def command(
     input_path: Path,
     output_path: Path,
     model: Path | None,
-    samples: int,
-    steps: int,
-    sampler: str,
+    samples: int | None,
+    steps: int | None,
+    sampler: str | None,
     seed: int,
     tile_size: int | None,
     overlap: int | None,

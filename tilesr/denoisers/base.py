@@ -12,15 +12,18 @@ from tilesr.metadata import ModelMetadata
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """Predicts the noise in a noisy image given its conditioning image and timestep.
+    """The network: its output for a noisy image, its conditioning image and timestep.
 
+    The output is what ``metadata.prediction`` names: the noise (``epsilon``), the clean
+    image (``x0``) or the velocity (``v``); see :mod:`tilesr.diffusion.parameterization`.
     Arrays are NumPy float32: ``noisy`` and ``cond`` have shape (N, 1, H, W), ``t`` has
     shape (N,) and holds training-schedule timesteps; the result has shape (N, 1, H, W).
-    H and W are multiples of ``metadata.size_multiple``.
+    H and W are multiples of ``metadata.size_multiple``. A regression model
+    (``metadata.objective == "regression"``) ignores ``noisy`` and ``t``.
     """
 
     metadata: ModelMetadata
 
-    def predict_noise(
+    def predict(
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
     ) -> NDArray[np.float32]: ...

@@ -59,6 +59,10 @@ def read_metadata(session: Any, source: str) -> ModelMetadata:
     meta = ModelMetadata.from_props(props, source=source)
     inputs = {i.name: i for i in session.get_inputs()}
     wanted = {meta.input_noisy: 4, meta.input_cond: 4, meta.input_timestep: 1}
+    if meta.objective == "regression":
+        # a regression network reads the conditioning image only (the exporter drops
+        # the inputs it ignores)
+        wanted = {meta.input_cond: 4}
     for name, rank in wanted.items():
         if name not in inputs:
             raise TilesrError(
@@ -111,17 +115,16 @@ class OnnxDenoiser:
         assert self.providers is not None  # set in __post_init__
         return _session(str(self.path), self.threads, self.providers)
 
-    def predict_noise(
+    def predict(
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         meta = self.metadata
-        feeds = {
-            meta.input_noisy: np.ascontiguousarray(noisy, dtype=np.float32),
-            meta.input_cond: np.ascontiguousarray(cond, dtype=np.float32),
-            meta.input_timestep: np.ascontiguousarray(t, dtype=np.float32),
-        }
-        (eps,) = self.session.run([meta.output], feeds)
-        return np.asarray(eps, dtype=np.float32)
+        feeds = {meta.input_cond: np.ascontiguousarray(cond, dtype=np.float32)}
+        if meta.objective != "regression":
+            feeds[meta.input_noisy] = np.ascontiguousarray(noisy, dtype=np.float32)
+            feeds[meta.input_timestep] = np.ascontiguousarray(t, dtype=np.float32)
+        (output,) = self.session.run([meta.output], feeds)
+        return np.asarray(output, dtype=np.float32)
 
     def __getstate__(self) -> dict[str, Any]:
         # only the path and options travel; the worker rebuilds (and caches) the session

@@ -64,7 +64,7 @@ class TorchDenoiser:
         check_size_multiple(metadata, model.size_multiple, str(path))
         return cls(model, metadata, device=device)
 
-    def predict_noise(
+    def predict(
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         with torch.inference_mode():

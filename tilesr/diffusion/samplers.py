@@ -1,9 +1,10 @@
-"""Reverse-diffusion samplers for epsilon-prediction models.
+"""Reverse-diffusion samplers.
 
 A sampler never calls the network and keeps no mutable state: the caller passes the
-noise prediction, the two timesteps, the current sample, fresh Gaussian noise (for
-stochastic samplers) and the history returned by the previous step. One sampler object
-therefore serves any number of tiles and workers at once.
+network's output (noise, clean image or velocity, as the sampler's ``prediction`` says;
+see :mod:`tilesr.diffusion.parameterization`), the two timesteps, the current sample,
+fresh Gaussian noise (for stochastic samplers) and the history returned by the previous
+step. One sampler object therefore serves any number of tiles and workers at once.
 
 Timesteps index the training schedule (0..T-1); ``t_prev = -1`` is the clean image
 (abar = 1). Stepping between non-adjacent timesteps uses the respacing rule of
@@ -19,10 +20,12 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from tilesr.diffusion.parameterization import check_prediction, split_output
 from tilesr.diffusion.schedule import NoiseSchedule
 from tilesr.errors import TilesrError
+from tilesr.metadata import SAMPLERS
 
-SAMPLER_NAMES = ("ddpm", "ddim", "dpmpp")
+SAMPLER_NAMES = SAMPLERS  # one list, declared with the model metadata
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Sampler(Protocol):
 
     def step(
         self,
-        eps: NDArray[np.float32],
+        output: NDArray[np.float32],
         t: int,
         t_prev: int,
         x_t: NDArray[np.float32],
@@ -93,13 +96,16 @@ def spaced_timesteps(
     return sorted({int(t) for t in ts}, reverse=True)
 
 
-def _predict_x0(x_t: NDArray, eps: NDArray, abar: float) -> NDArray:
-    # eq. 15 of DDPM: x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
-    return (x_t - math.sqrt(1.0 - abar) * eps) / math.sqrt(abar)
-
-
-def _clip(x0: NDArray, clip_x0: float | None) -> NDArray:
-    return x0 if clip_x0 is None else np.clip(x0, -clip_x0, clip_x0)
+def _estimates(
+    output: NDArray, x_t: NDArray, abar: float, prediction: str, clip_x0: float | None
+) -> tuple[NDArray, NDArray]:
+    """(x0, eps) from the network output; a clipped x0 comes with the eps consistent with it
+    (as DDIM's reference code does), so x_t = sqrt(abar) x0 + sqrt(1 - abar) eps holds."""
+    x0, eps = split_output(output, x_t, abar, prediction)
+    if clip_x0 is None:
+        return x0, eps
+    clipped = np.clip(x0, -clip_x0, clip_x0)
+    return clipped, (x_t - math.sqrt(abar) * clipped) / math.sqrt(1.0 - abar)
 
 
 @dataclass(frozen=True)
@@ -116,10 +122,12 @@ class DDPMSampler:
     form: str = "eps"
     clip_x0: float | None = None
     spacing: str = "linspace"
+    prediction: str = "epsilon"
 
     def __post_init__(self) -> None:
         if self.form not in ("eps", "x0"):
             raise TilesrError(f"DDPM form must be 'eps' or 'x0', got {self.form!r}")
+        check_prediction(self.prediction)
 
     @property
     def stochastic(self) -> bool:
@@ -128,13 +136,14 @@ class DDPMSampler:
     def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
         return spaced_timesteps(self.schedule, steps, self.spacing, start)
 
-    def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
+    def step(self, output, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
         abar_prev = self.schedule.alpha_bar(t_prev)
         alpha = abar_t / abar_prev  # respaced 1 - beta_t
         beta = 1.0 - alpha
-        pred_x0 = _clip(_predict_x0(x_t, eps, abar_t), self.clip_x0)
+        pred_x0, _ = _estimates(output, x_t, abar_t, self.prediction, self.clip_x0)
         if self.form == "eps":
+            eps = split_output(output, x_t, abar_t, self.prediction)[1]  # unclipped
             # eq. 11 of DDPM: mu = (x_t - beta / sqrt(1 - abar_t) * eps) / sqrt(alpha_t)
             mean = (x_t - beta / math.sqrt(1.0 - abar_t) * eps) / math.sqrt(alpha)
         else:
@@ -158,10 +167,12 @@ class DDIMSampler:
     eta: float = 0.0
     clip_x0: float | None = None
     spacing: str = "logsnr"
+    prediction: str = "epsilon"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eta <= 1.0:
             raise TilesrError(f"DDIM eta must be in [0, 1], got {self.eta}")
+        check_prediction(self.prediction)
 
     @property
     def stochastic(self) -> bool:
@@ -170,13 +181,10 @@ class DDIMSampler:
     def timesteps(self, steps: int | None, start: int | None = None) -> list[int]:
         return spaced_timesteps(self.schedule, steps, self.spacing, start)
 
-    def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
+    def step(self, output, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
         abar_prev = self.schedule.alpha_bar(t_prev)
-        pred_x0 = _clip(_predict_x0(x_t, eps, abar_t), self.clip_x0)
-        if self.clip_x0 is not None:
-            # keep eps consistent with the clipped x_0, as DDIM's reference code does
-            eps = (x_t - math.sqrt(abar_t) * pred_x0) / math.sqrt(1.0 - abar_t)
+        pred_x0, eps = _estimates(output, x_t, abar_t, self.prediction, self.clip_x0)
         # eq. 16 of DDIM
         sigma = self.eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
         # eq. 12 of DDIM
@@ -200,6 +208,10 @@ class DPMSolverPP2MSampler:
     schedule: NoiseSchedule
     clip_x0: float | None = None
     spacing: str = "logsnr"
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        check_prediction(self.prediction)
 
     @property
     def stochastic(self) -> bool:
@@ -212,10 +224,10 @@ class DPMSolverPP2MSampler:
         # lambda_t = log(alpha_t / sigma_t), the half log-SNR
         return 0.5 * (math.log(abar) - math.log1p(-abar))
 
-    def step(self, eps, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
+    def step(self, output, t, t_prev, x_t, *, noise=None, history=None) -> StepOutput:
         abar_t = self.schedule.alpha_bar(t)
         abar_prev = self.schedule.alpha_bar(t_prev)
-        pred_x0 = _clip(_predict_x0(x_t, eps, abar_t), self.clip_x0)
+        pred_x0, _ = _estimates(output, x_t, abar_t, self.prediction, self.clip_x0)
         if t_prev < 0:
             # final step to sigma = 0: the first-order update returns x_0 itself
             return StepOutput(pred_x0.astype(np.float32), pred_x0.astype(np.float32))
@@ -234,9 +246,17 @@ class DPMSolverPP2MSampler:
 
 
 def make_sampler(
-    name: str, schedule: NoiseSchedule, *, eta: float = 0.0, clip_x0: float | None = 1.0
+    name: str,
+    schedule: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    clip_x0: float | None = 1.0,
+    prediction: str = "epsilon",
 ) -> Sampler:
     """Build a sampler by its CLI name: ``ddpm``, ``ddim`` or ``dpmpp``.
+
+    ``prediction`` is what the network outputs (``epsilon``, ``x0`` or ``v``; the
+    model's metadata says).
 
     ``clip_x0`` thresholds each step's clean-image prediction to [-clip_x0, clip_x0]:
     tilesr's training targets are clipped to the data range [-1, 1], so a prediction
@@ -244,9 +264,9 @@ def make_sampler(
     (eq. 15 of DDPM and the thresholding of DPM-Solver++ sec. 5). None disables it.
     """
     if name == "ddpm":
-        return DDPMSampler(schedule, form="x0", clip_x0=clip_x0)
+        return DDPMSampler(schedule, form="x0", clip_x0=clip_x0, prediction=prediction)
     if name == "ddim":
-        return DDIMSampler(schedule, eta=eta, clip_x0=clip_x0)
+        return DDIMSampler(schedule, eta=eta, clip_x0=clip_x0, prediction=prediction)
     if name == "dpmpp":
-        return DPMSolverPP2MSampler(schedule, clip_x0=clip_x0)
+        return DPMSolverPP2MSampler(schedule, clip_x0=clip_x0, prediction=prediction)
     raise TilesrError(f"sampler must be one of {', '.join(SAMPLER_NAMES)}, got {name!r}")

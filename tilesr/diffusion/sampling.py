@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,7 +10,7 @@ from numpy.typing import NDArray
 
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.noise import keyed_normal_batch
-from tilesr.diffusion.samplers import Sampler
+from tilesr.diffusion.samplers import Sampler, StepOutput
 from tilesr.diffusion.schedule import NoiseSchedule
 from tilesr.errors import TilesrError
 
@@ -19,46 +18,57 @@ from tilesr.errors import TilesrError
 INITIAL_NOISE = 0
 STEP_NOISE = 1
 
-NoisePredictor = Callable[[NDArray[np.float32], int], NDArray[np.float32]]
+#: ``predict(x_t, t)``: the network output (as the model's ``prediction`` says) for all of x_t
+NetworkPredictor = Callable[[NDArray[np.float32], int], NDArray[np.float32]]
 StepNoise = Callable[[int], NDArray[np.float32]]
+StepObserver = Callable[[int, StepOutput], None]
 
 
 @dataclass(frozen=True)
 class SampleResult:
-    """Mean and per-pixel standard deviation over samples (std is zero for one sample)."""
+    """The individual samples ``(n, H, W)``, their mean and per-pixel standard deviation."""
 
-    mean: NDArray[np.float32]
-    std: NDArray[np.float32]
+    samples: NDArray[np.float32]
+
+    @property
+    def mean(self) -> NDArray[np.float32]:
+        return self.samples.mean(axis=0)
+
+    @property
+    def std(self) -> NDArray[np.float32]:
+        """Population std over the samples (zero for one sample)."""
+        return self.samples.std(axis=0)
 
 
 def run_reverse(
-    predict_eps: NoisePredictor,
+    predict: NetworkPredictor,
     x_start: NDArray[np.float32],
     sampler: Sampler,
     timesteps: list[int],
     step_noise: StepNoise | None = None,
     *,
-    on_step: Callable[[], None] | None = None,
+    on_step: StepObserver | None = None,
 ) -> NDArray[np.float32]:
     """Run ``sampler`` from ``x_start`` at ``timesteps[0]`` down to the clean image.
 
-    ``predict_eps(x_t, t)`` returns the noise prediction for the whole of ``x_t``;
-    ``step_noise(i)`` returns the Gaussian noise for step ``i`` (stochastic samplers).
+    ``predict(x_t, t)`` returns the network output for the whole of ``x_t``;
+    ``step_noise(i)`` returns the Gaussian noise for step ``i`` (stochastic samplers);
+    ``on_step(i, output)`` sees every step's result (e.g. its clean-image estimate).
     """
     x = x_start
     history = None
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        eps = predict_eps(x, t)
+        output = predict(x, t)
         noise = None
         if sampler.stochastic and t_prev >= 0:
             if step_noise is None:
                 raise ValueError(f"{type(sampler).__name__} is stochastic and needs step_noise")
             noise = step_noise(i)
-        out = sampler.step(eps, t, t_prev, x, noise=noise, history=history)
+        out = sampler.step(output, t, t_prev, x, noise=noise, history=history)
         x, history = out.prev_sample, out.history
         if on_step is not None:
-            on_step()
+            on_step(i, out)
     return x
 
 
@@ -79,8 +89,7 @@ def initial_state(
     epsilon-predicting network reconstructs poorly at high noise: x0 = (x_t - sqrt(1 -
     abar) eps) / sqrt(abar) amplifies its error by 1 / sqrt(abar), ~100 at t = T-1.
     """
-    abar = schedule.alpha_bar(t_start)
-    return (math.sqrt(abar) * cond + math.sqrt(1.0 - abar) * noise).astype(np.float32)
+    return schedule.add_noise(cond, noise, t_start).astype(np.float32)
 
 
 def sample_keys(seed: int, stream: int, step: int, plane: int, n_samples: int) -> list[list[int]]:
@@ -98,17 +107,21 @@ def sample(
     seed: int = 0,
     plane: int = 0,
     strength: float | None = None,
+    on_step: StepObserver | None = None,
 ) -> SampleResult:
     """Restore one normalised image ``cond`` (H, W), already on the output grid.
 
     The samples are batch entries of one network call per step. H and W must suit the
     network (see ``denoiser.metadata.size_multiple``); the engine handles padding.
     ``strength`` (default: the model's) sets the first timestep, see :func:`initial_state`.
+    The sampler must read the network output as the model's metadata says (its
+    ``prediction``).
     """
     if cond.ndim != 2:
         raise ValueError(f"cond must be a 2-D image, got shape {cond.shape}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    check_sampler_fits(sampler, denoiser.metadata.prediction)
     shape = (int(cond.shape[0]), int(cond.shape[1]))
     if strength is None:
         strength = denoiser.metadata.strength
@@ -118,7 +131,7 @@ def sample(
 
     def predict(x: NDArray[np.float32], t: int) -> NDArray[np.float32]:
         tt = np.full((n_samples,), t, dtype=np.float32)
-        return denoiser.predict_noise(x[:, None], cond_batch, tt)[:, 0]
+        return denoiser.predict(x[:, None], cond_batch, tt)[:, 0]
 
     def noise(i: int) -> NDArray[np.float32]:
         return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n_samples), (0, 0), shape)
@@ -126,5 +139,15 @@ def sample(
     keys = sample_keys(seed, INITIAL_NOISE, 0, plane, n_samples)
     noise0 = keyed_normal_batch(keys, (0, 0), shape)
     x_start = initial_state(sampler.schedule, t_start, cond, noise0)
-    x0 = run_reverse(predict, x_start, sampler, timesteps, noise)
-    return SampleResult(x0.mean(axis=0), x0.std(axis=0))
+    x0 = run_reverse(predict, x_start, sampler, timesteps, noise, on_step=on_step)
+    return SampleResult(x0)
+
+
+def check_sampler_fits(sampler: Sampler, prediction: str) -> None:
+    """Refuse a sampler that would read the network's output as something else."""
+    reads = getattr(sampler, "prediction", "epsilon")
+    if reads != prediction:
+        raise ValueError(
+            f"the sampler reads {reads!r} outputs but the model predicts {prediction!r}; "
+            "build it with make_sampler(..., prediction=metadata.prediction)"
+        )

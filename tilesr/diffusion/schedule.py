@@ -36,10 +36,17 @@ class NoiseSchedule:
         """abar_t, with the convention abar_{-1} = 1 (the clean image)."""
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
-    def add_noise(self, x0: NDArray, noise: NDArray, t: NDArray[np.integer]) -> NDArray:
-        """Sample x_t from q(x_t | x_0) (eq. 4 of DDPM); t has one entry per batch item."""
-        abar = self.alphas_cumprod[np.asarray(t)].reshape((-1,) + (1,) * (x0.ndim - 1))
-        return (np.sqrt(abar) * x0 + np.sqrt(1.0 - abar) * noise).astype(x0.dtype)
+    def add_noise(self, x0: NDArray, noise: NDArray, t: int | NDArray[np.integer]) -> NDArray:
+        """Sample x_t from q(x_t | x_0) (eq. 4 of DDPM), the one place tilesr does.
+
+        ``t`` is one timestep for the whole array, or one per batch item (first axis);
+        the result has the data's dtype.
+        """
+        if np.ndim(t) == 0:
+            abar = self.alpha_bar(int(t))
+            return (math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * noise).astype(x0.dtype)
+        abar_t = self.alphas_cumprod[np.asarray(t)].reshape((-1,) + (1,) * (x0.ndim - 1))
+        return (np.sqrt(abar_t) * x0 + np.sqrt(1.0 - abar_t) * noise).astype(x0.dtype)
 
 
 def linear_schedule(timesteps: int, beta_start: float, beta_end: float) -> NoiseSchedule:

@@ -9,7 +9,6 @@ calls are batched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ from numpy.typing import NDArray
 
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.noise import keyed_normal_batch
+from tilesr.diffusion.parameterization import output_for_x0
 from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import (
     INITIAL_NOISE,
@@ -55,6 +55,8 @@ class SamplingPlan:
     background_below: float | None = None
     #: start at round(strength * (T-1)) from the noised conditioning (see initial_state)
     strength: float = 1.0
+    #: what the network outputs (the model's metadata ``prediction``)
+    prediction: str = "epsilon"
 
     @property
     def start(self) -> int:
@@ -62,12 +64,15 @@ class SamplingPlan:
 
     @property
     def timesteps(self) -> list[int]:
-        return _sampler(self.schedule, self.sampler).timesteps(self.steps, self.start)
+        return self.build_sampler().timesteps(self.steps, self.start)
+
+    def build_sampler(self) -> Sampler:
+        return _sampler(self.schedule, self.sampler, self.prediction)
 
 
 @lru_cache(maxsize=8)
-def _sampler(schedule: ScheduleSpec, name: str) -> Sampler:
-    return make_sampler(name, build_schedule(schedule))
+def _sampler(schedule: ScheduleSpec, name: str, prediction: str) -> Sampler:
+    return make_sampler(name, build_schedule(schedule), prediction=prediction)
 
 
 def is_background(cond_tile: NDArray[np.float32], below: float | None) -> bool:
@@ -133,9 +138,13 @@ def _sample_fused(
     plane: int,
     report: Report,
 ) -> NDArray[np.float32]:
-    """MultiDiffusion: blend the tiles' noise predictions on the canvas at every step."""
+    """MultiDiffusion: blend the tiles' network outputs on the canvas at every step.
+
+    Blending the raw outputs equals blending their (x0, eps) readings: both are linear in
+    the output at a fixed x_t, whatever the model's prediction type.
+    """
     n, shape = plan.samples, cond.shape
-    sampler = _sampler(plan.schedule, plan.sampler)
+    sampler = plan.build_sampler()
     timesteps = plan.timesteps
     weight = tile_weight(plan.tile_size, plan.overlap)
     wsum = weight_sum(tiles, origin, shape, plan.tile_size, plan.overlap)
@@ -154,14 +163,14 @@ def _sample_fused(
             noisy = np.stack([x[s][active_slices[j]] for j, s in batch])[:, None]
             cnd = np.stack([cond_tiles[j] for j, _ in batch])[:, None]
             tt = np.full((len(batch),), t, dtype=np.float32)
-            eps = denoiser.predict_noise(noisy, cnd, tt)[:, 0]
-            for (j, s), e in zip(batch, eps, strict=True):
+            outputs = denoiser.predict(noisy, cnd, tt)[:, 0]
+            for (j, s), e in zip(batch, outputs, strict=True):
                 acc[s][active_slices[j]] += weight * e
             report(len(batch) * per_entry)
         if skipped_slices:
-            # a skipped tile predicts the noise for which x0 = cond (background)
+            # a skipped tile predicts the output for which x0 = cond (background)
             abar = sampler.schedule.alpha_bar(t)
-            bg = (x - math.sqrt(abar) * cond) / math.sqrt(1.0 - abar)
+            bg = output_for_x0(cond, x, abar, plan.prediction)
             for sl in skipped_slices:
                 acc[(slice(None), *sl)] += weight * bg[(slice(None), *sl)]
         return (acc / wsum).astype(np.float32)
@@ -186,7 +195,7 @@ def _sample_independent(
 ) -> NDArray[np.float32]:
     """Sample every tile on its own (same keyed noise) and blend only the final images."""
     n, size = plan.samples, plan.tile_size
-    sampler = _sampler(plan.schedule, plan.sampler)
+    sampler = plan.build_sampler()
     timesteps = plan.timesteps
     slices = [t.outer_slices(origin) for t in tiles]
     outputs: list[NDArray[np.float32]] = [
@@ -209,7 +218,7 @@ def _sample_independent(
             for b0 in range(0, len(x), plan.batch_size):
                 sl = slice(b0, b0 + plan.batch_size)
                 tt = np.full((len(x[sl]),), t, dtype=np.float32)
-                out[sl] = denoiser.predict_noise(x[sl][:, None], cond_b[sl], tt)[:, 0]
+                out[sl] = denoiser.predict(x[sl][:, None], cond_b[sl], tt)[:, 0]
                 report(len(x[sl]) * per_entry)
             return out
 

@@ -79,9 +79,9 @@ def restore_file(
     model: str | os.PathLike[str] | Denoiser | None = None,
     axes: str | None = None,
     level: int = 0,
-    samples: int = 1,
-    steps: int | None = 20,
-    sampler: str = "dpmpp",
+    samples: int | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
     seed: int = 0,
     tile_size: int | None = None,
     overlap: int | None = None,
@@ -115,7 +115,8 @@ def restore_file(
     skip_background, strength
         Passed to :func:`tilesr.engine.restore.restore`.
     uncertainty
-        Also write the per-pixel std over samples; None: when ``samples > 1``.
+        Also write the per-pixel std over samples; None: when more than one sample is
+        taken (``samples``, or the model's default).
     nan_policy
         Non-finite input pixels: ``"refuse"`` (error), ``"zero"`` or ``"mean"`` (replace
         them by 0 or by the mean of the finite pixels). Costs one pass over float input.
@@ -158,6 +159,11 @@ def restore_file(
     _check_paths(src, out)
     model_ref, model_sha = _resolve_model(model)
     image = open_image(src, axes=axes, level=level)
+    meta = _model_metadata(model_ref)
+    # the effective sampling (the model's defaults filled in) is what a resume must match
+    samples = meta.samples if samples is None else samples
+    steps = meta.steps if steps is None else steps
+    sampler = meta.sampler if sampler is None else sampler
     with_unc = samples > 1 if uncertainty is None else bool(uncertainty)
 
     request = {
@@ -195,7 +201,7 @@ def restore_file(
     # refuse an absurd shape before the passes over the input below, not after them
     check_request_size(
         tuple(image.data.shape),
-        _model_metadata(model_ref),
+        meta,
         tile_size=tile_size,
         overlap=overlap,
         block_size=block_size,

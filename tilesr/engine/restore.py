@@ -316,7 +316,7 @@ def _probe(denoiser: Denoiser, tile: int, timesteps: int, source: str) -> None:
     zeros = np.zeros((1, 1, tile, tile), dtype=np.float32)
     t = np.full((1,), timesteps - 1, dtype=np.float32)
     try:
-        eps = np.asarray(denoiser.predict_noise(zeros, zeros, t))
+        eps = np.asarray(denoiser.predict(zeros, zeros, t))
     except Exception as exc:  # ORT raises its own untyped errors (shapes, types, memory)
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise TilesrError(
@@ -369,6 +369,25 @@ def _check_options(
         raise TilesrError(f"threads must be a positive integer, got {threads!r}")
 
 
+def _sampling_defaults(
+    meta: ModelMetadata, samples: int | None, steps: int | None, sampler: str | None
+) -> tuple[int, int, str]:
+    """The model's sampling defaults where none is given; a regression model takes none."""
+    if meta.objective == "regression":
+        fixed = {"samples": (samples, 1), "steps": (steps, 1), "sampler": (sampler, meta.sampler)}
+        wrong = [f"{k} {v!r}" for k, (v, ok) in fixed.items() if v is not None and v != ok]
+        if wrong:
+            raise TilesrError(
+                "this is a regression model, evaluated once per tile: "
+                f"{', '.join(wrong)} do not apply"
+            )
+    return (
+        meta.samples if samples is None else samples,
+        meta.steps if steps is None else steps,
+        meta.sampler if sampler is None else sampler,
+    )
+
+
 def _default_batch(denoiser: Denoiser) -> int:
     providers = getattr(denoiser, "providers", None) or ()
     return 32 if "CUDAExecutionProvider" in providers else 8
@@ -379,9 +398,9 @@ def restore(
     model: str | Path | Denoiser,
     *,
     axes: str | None = None,
-    samples: int = 1,
-    steps: int | None = 20,
-    sampler: str = "dpmpp",
+    samples: int | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
     seed: int = 0,
     tile_size: int | None = None,
     overlap: int | None = None,
@@ -407,11 +426,12 @@ def restore(
         Names of the dimensions (e.g. ``"zyx"``), checked and recorded; default ``yx``
         for 2-D input.
     samples
-        Samples per pixel; the result is their mean.
+        Samples per pixel; the result is their mean. Default: the model's.
     steps
-        Network evaluations per sample (None: every training timestep).
+        Network evaluations per sample. Default: the model's.
     sampler
-        ``ddpm``, ``ddim`` or ``dpmpp`` (DPM-Solver++(2M)).
+        ``ddpm``, ``ddim`` or ``dpmpp`` (DPM-Solver++(2M)). Default: the model's. A
+        regression model is evaluated once per tile: it takes no samples, steps or sampler.
     seed
         Seed of the coordinate-keyed noise.
     tile_size, overlap
@@ -459,9 +479,10 @@ def restore(
     axes_used = _check_axes(axes, image.ndim)
     if 0 in image.shape:
         raise TilesrError(f"image is empty, shape {image.shape}")
-    _check_options(samples, steps, sampler, fuse, batch_size, block_size, skip_background, threads)
     denoiser = _load_denoiser(model, threads)
     meta = denoiser.metadata
+    samples, steps, sampler = _sampling_defaults(meta, samples, steps, sampler)
+    _check_options(samples, steps, sampler, fuse, batch_size, block_size, skip_background, threads)
     tile = meta.tile_size if tile_size is None else tile_size
     ovl = meta.overlap if overlap is None else overlap
     check_tile_geometry(tile, ovl, meta.size_multiple)
@@ -487,6 +508,7 @@ def restore(
         fuse=fuse,
         background_below=None if skip_background is None else 2.0 * skip_background - 1.0,
         strength=meta.strength if strength is None else strength,
+        prediction=meta.prediction,
     )
     start_timestep(meta.schedule.timesteps, plan.strength)  # refuse a bad strength now
     lead = tuple(int(n) for n in image.shape[:-2])

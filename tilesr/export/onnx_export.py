@@ -1,7 +1,9 @@
 """Export a training checkpoint's EMA weights to an ONNX model the engine can run.
 
 The graph takes ``noisy`` and ``cond`` (N, 1, H, W) and ``t`` (N,) float32 and returns
-``eps`` (N, 1, H, W), with N, H and W dynamic; the model's :class:`ModelMetadata`
+the network output (N, 1, H, W) under the name ``eps`` (noise, clean image or velocity as
+the metadata's ``prediction`` says; a regression graph takes ``cond`` only), with N, H
+and W dynamic; the model's :class:`ModelMetadata`
 (schedule, scale, tiles, weights hash) rides along in ``metadata_props``. Every export
 is checked: ``onnx.checker``, the engine's own metadata reader, and ONNX Runtime against
 PyTorch at two batch sizes and two image sizes.
@@ -171,7 +173,7 @@ def _add_metadata(path: Path, metadata: ModelMetadata) -> None:
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name = "tilesr"
     proto.producer_version = __version__
-    proto.doc_string = "tilesr conditional diffusion denoiser (epsilon prediction)"
+    proto.doc_string = f"tilesr {metadata.objective} model ({metadata.prediction} prediction)"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -198,6 +200,8 @@ def _check_parity(model: UNet, metadata: ModelMetadata, path: Path, *, source: s
         cond = rng.uniform(-1, 1, (batch, 1, height, width)).astype(np.float32)
         t = rng.integers(0, metadata.schedule.timesteps, batch).astype(np.float32)
         feeds = {metadata.input_noisy: noisy, metadata.input_cond: cond, metadata.input_timestep: t}
+        graph_inputs = {i.name for i in session.get_inputs()}
+        feeds = {k: v for k, v in feeds.items() if k in graph_inputs}  # regression: cond only
         (eps_ort,) = session.run([metadata.output], feeds)
         with torch.inference_mode():
             eps_torch = model(torch.from_numpy(noisy), torch.from_numpy(cond), torch.from_numpy(t))

@@ -42,7 +42,8 @@ class ResBlock(nn.Module):
     """Two 3x3 convolutions with GroupNorm and SiLU; the time embedding is added in between.
 
     ``mid_ch`` (default ``out_ch``) is the width between the two convolutions: the U-Net's
-    bottleneck widens there without paying for a wide residual path.
+    bottleneck widens there without paying for a wide residual path. ``time_dim=0``
+    builds a block without a timestep input (the regression network).
     """
 
     def __init__(
@@ -59,16 +60,17 @@ class ResBlock(nn.Module):
         mid_ch = out_ch if mid_ch is None else mid_ch
         self.norm1 = nn.GroupNorm(groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, mid_ch, 3, padding=1)
-        self.time_proj = nn.Linear(time_dim, mid_ch)
+        self.time_proj = nn.Linear(time_dim, mid_ch) if time_dim else None
         self.norm2 = nn.GroupNorm(groups, mid_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(mid_ch, out_ch, 3, padding=1)
         # 1x1 projection only where the residual has to change its channel count
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_proj(temb)[:, :, None, None]
+        if self.time_proj is not None and temb is not None:
+            h = h + self.time_proj(temb)[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return h + self.skip(x)
 

@@ -40,6 +40,10 @@ class UNetConfig:
         Whether the bottleneck ResBlock is followed by self-attention.
     dropout
         Dropout probability inside every ResBlock (training only).
+    conditioning_only
+        A regression network (CARE-like): it sees only the conditioning image and no
+        timestep, and its output is the restored image itself; ``forward`` still takes
+        ``noisy`` and ``t`` (ignored) so every tilesr model has one interface.
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -51,6 +55,7 @@ class UNetConfig:
     heads: int = 4
     mid_attention: bool = False
     dropout: float = 0.0
+    conditioning_only: bool = False
 
     def __post_init__(self) -> None:
         # accept lists (YAML, checkpoints) but store tuples so the config stays hashable
@@ -102,6 +107,10 @@ class UNetConfig:
         return cls(**data)
 
 
+def _time_dim(cfg: UNetConfig) -> int:
+    return 0 if cfg.conditioning_only else cfg.time_dim
+
+
 def _pos_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -115,7 +124,7 @@ class _Level(nn.Module):
             ResBlock(
                 in_ch if i == 0 else out_ch,
                 out_ch,
-                time_dim=cfg.time_dim,
+                time_dim=_time_dim(cfg),
                 groups=cfg.groups,
                 dropout=cfg.dropout,
             )
@@ -128,27 +137,27 @@ class _Level(nn.Module):
             for _ in range(cfg.blocks)
         )
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
         for res, attn in zip(self.res, self.attn, strict=True):
             x = attn(res(x, temb))
         return x
 
 
 class UNet(nn.Module):
-    """Conditional noise-prediction U-Net.
+    """Conditional denoising U-Net.
 
     ``forward(noisy, cond, t)`` takes the noisy HR image and the conditioning image, both
     (N, 1, H, W) float32 with H and W multiples of :attr:`size_multiple`, and the
-    training-schedule timesteps ``t`` (N,) as floats; it returns the predicted noise
-    (N, 1, H, W).
+    training-schedule timesteps ``t`` (N,) as floats; it returns (N, 1, H, W): the noise,
+    clean image or velocity, as the model was trained (its metadata's ``prediction``).
     """
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
         cfg = config if config is not None else UNetConfig()
         self.config = cfg
-        self.time_embed = TimeEmbedding(cfg.time_dim)
-        self.stem = nn.Conv2d(2, cfg.channels[0], 3, padding=1)
+        self.time_embed = None if cfg.conditioning_only else TimeEmbedding(cfg.time_dim)
+        self.stem = nn.Conv2d(1 if cfg.conditioning_only else 2, cfg.channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         prev = cfg.channels[0]
@@ -160,7 +169,7 @@ class UNet(nn.Module):
         self.mid = ResBlock(
             prev,
             prev,
-            time_dim=cfg.time_dim,
+            time_dim=_time_dim(cfg),
             groups=cfg.groups,
             mid_ch=cfg.bottleneck,
             dropout=cfg.dropout,
@@ -188,8 +197,11 @@ class UNet(nn.Module):
     def forward(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             self._check_inputs(noisy, cond, t)
-        temb = self.time_embed(t)
-        x = self.stem(torch.cat([cond, noisy], dim=1))  # LR/cond first, by convention
+        if self.time_embed is None:  # regression: the image from the conditioning alone
+            temb, x = None, self.stem(cond)
+        else:
+            temb = self.time_embed(t)
+            x = self.stem(torch.cat([cond, noisy], dim=1))  # LR/cond first, by convention
         skips = []
         for level, down in zip(self.down, self.downsample, strict=True):
             x = level(x, temb)

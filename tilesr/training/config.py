@@ -29,7 +29,7 @@ import yaml
 
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.errors import TilesrError
-from tilesr.metadata import ScheduleSpec, check_tile_geometry
+from tilesr.metadata import OBJECTIVES, PREDICTIONS, ScheduleSpec, check_tile_geometry
 from tilesr.model.unet import UNetConfig
 
 LOSSES = ("mse", "l1")
@@ -163,6 +163,11 @@ class TrainingConfig:
     steps: int = 20_000
     batch_size: int = 16
     patch_size: int = 128
+    #: ``diffusion`` (a denoiser of x_t) or ``regression`` (CARE-like: HR from the
+    #: conditioning image alone, one network evaluation at inference)
+    objective: str = "diffusion"
+    #: what a diffusion network outputs: ``epsilon`` (DDPM), ``x0`` or ``v``
+    prediction: str = "epsilon"
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup: int = 500  # linear warm-up steps, clipped to the run's length
@@ -188,6 +193,20 @@ class TrainingConfig:
         if self.loss not in LOSSES:
             raise TilesrError(
                 f"training loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise TilesrError(
+                f"training objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            )
+        if self.prediction not in PREDICTIONS:
+            raise TilesrError(
+                f"training prediction must be one of {', '.join(PREDICTIONS)}, "
+                f"got {self.prediction!r}"
+            )
+        if self.objective == "regression" and self.prediction != "x0":
+            raise TilesrError(
+                "training objective 'regression' predicts the image: set prediction: x0, "
+                f"got {self.prediction!r}"
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise TilesrError(f"training ema_decay must be in [0, 1), got {self.ema_decay}")
@@ -231,10 +250,19 @@ class ExportConfig:
     norm_high: float = 99.9
     #: default sampling strength recorded in the model (validation samples with it too)
     strength: float = 1.0
+    #: default sampling of ``tilesr restore`` recorded in the model (regression: 1 x 1)
+    sampler: str = "dpmpp"
+    steps: int = 20
+    samples: int = 1
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"export scale must be 1, 2, 3 or 4, got {self.scale}")
+        _positive(self, "steps", "samples")
+        if self.sampler not in SAMPLER_NAMES:
+            raise TilesrError(
+                f"export sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}"
+            )
         if not 0.0 < self.strength <= 1.0:
             raise TilesrError(f"export strength must be in (0, 1], got {self.strength}")
         if not 0 <= self.norm_low < self.norm_high <= 100:
@@ -257,6 +285,17 @@ class TrainConfig:
     output_dir: str = "runs/tilesr"
 
     def __post_init__(self) -> None:
+        regression = self.training.objective == "regression"
+        if self.model.conditioning_only and not regression:
+            raise TilesrError(
+                "model conditioning_only (a network without noisy input and timestep) "
+                "needs training objective: regression"
+            )
+        if regression and not self.model.conditioning_only:
+            # the regression network is the same U-Net without the noisy input and time
+            object.__setattr__(
+                self, "model", dataclasses.replace(self.model, conditioning_only=True)
+            )
         m = self.model.size_multiple
         check_tile_geometry(self.export.tile_size, self.export.overlap, m)
         if self.training.patch_size % m:

@@ -1,4 +1,5 @@
-"""The DDPM training loop: epsilon prediction, AdamW, warm-up + cosine LR, EMA, checkpoints.
+"""The training loop: conditional DDPM (epsilon, x0 or v prediction) or plain regression
+(CARE-like), AdamW, warm-up + cosine LR, EMA, checkpoints.
 
 Each step draws its batch, timesteps and noise from ``np.random.default_rng([seed, step])``
 (NumPy, not torch), so the data a step sees depends only on the seed and the step
@@ -10,7 +11,8 @@ Output folder layout::
 
     checkpoint.pt   latest checkpoint (model, EMA, optimizer, LR scheduler, step, config,
                     history, RNG state); written atomically
-    loss.csv        step, training loss (mean since the previous row), learning rate
+    loss.csv        step, training loss (mean since the previous row), learning rate,
+                    process CPU seconds since the run began (summed over resumes)
     metrics.csv     step and validation metrics of the EMA weights (model space, range 2)
     curves.png      loss and each metric against the step
     examples.png    validation images: input | output | target
@@ -34,9 +36,10 @@ from tqdm.auto import tqdm
 
 from tilesr import __version__
 from tilesr.denoisers.torch_backend import TorchDenoiser
+from tilesr.diffusion.parameterization import training_target
 from tilesr.diffusion.samplers import make_sampler
 from tilesr.diffusion.sampling import sample
-from tilesr.diffusion.schedule import build_schedule
+from tilesr.diffusion.schedule import NoiseSchedule, build_schedule
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
@@ -60,20 +63,37 @@ class TrainResult:
     loss: float  # mean training loss over the last logging interval (nan if none)
     metrics: ImageMetrics | None  # last validation, averaged over the images
     seconds: float
+    cpu_seconds: float = float("nan")  # process CPU time of the whole run (all resumes)
+
+
+#: the graph's output name for each prediction (``eps`` is what older models use)
+OUTPUT_NAMES = {"epsilon": "eps", "x0": "x0", "v": "v"}
 
 
 def model_metadata(config: TrainConfig) -> ModelMetadata:
     """The metadata an export of this run's model will carry."""
+    ec, tc = config.export, config.training
+    sampling: dict[str, Any] = {
+        "strength": ec.strength,
+        "sampler": ec.sampler,
+        "steps": ec.steps,
+        "samples": ec.samples,
+    }
+    if tc.objective == "regression":  # one deterministic evaluation from the conditioning
+        sampling = {"strength": 1.0, "sampler": "ddim", "steps": 1, "samples": 1}
     return ModelMetadata(
         schedule=config.diffusion,
-        scale=config.export.scale,
-        tile_size=config.export.tile_size,
-        overlap=config.export.overlap,
+        prediction=tc.prediction,
+        objective=tc.objective,
+        scale=ec.scale,
+        tile_size=ec.tile_size,
+        overlap=ec.overlap,
         size_multiple=config.model.size_multiple,
-        norm_low=config.export.norm_low,
-        norm_high=config.export.norm_high,
-        strength=config.export.strength,
+        norm_low=ec.norm_low,
+        norm_high=ec.norm_high,
+        output=OUTPUT_NAMES[tc.prediction],
         tilesr_version=__version__,
+        **sampling,
     )
 
 
@@ -139,8 +159,6 @@ def train(
     torch.manual_seed(tc.seed)
     data = load_training_data(config)
     schedule = build_schedule(config.diffusion)
-    sqrt_abar = np.sqrt(schedule.alphas_cumprod)
-    sqrt_one_minus = np.sqrt(1.0 - schedule.alphas_cumprod)
     metadata = model_metadata(config)
 
     model = UNet(config.model).to(device)
@@ -149,7 +167,13 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup=tc.warmup, total=tc.steps)
     )
-    history: dict[str, list[float]] = {"loss_step": [], "loss": [], "lr": [], "val_step": []}
+    history: dict[str, list[float]] = {
+        "loss_step": [],
+        "loss": [],
+        "lr": [],
+        "cpu_s": [],
+        "val_step": [],
+    }
     history.update({m: [] for m in METRIC_NAMES})
     step = 0
     if resume and ckpt_path.exists():
@@ -160,14 +184,21 @@ def train(
     )
 
     last = min(tc.steps, stop_at) if stop_at is not None else tc.steps
-    use_amp = tc.amp and device.type == "cuda"
     loss_fn = torch.nn.functional.mse_loss if tc.loss == "mse" else torch.nn.functional.l1_loss
     # losses since the last log row; kept in the history so a resume logs identically
     recent: list[float] = history.pop("pending_loss", [])
+    history.setdefault("cpu_s", [])  # checkpoints from before CPU time was logged
+    # process CPU time is what "the same training budget" means on a shared machine
+    cpu_before = history.pop("cpu_total", [0.0])[0]
+    cpu_start = time.process_time()
+
+    def cpu_seconds() -> float:
+        return cpu_before + time.process_time() - cpu_start
+
     metrics: ImageMetrics | None = None
 
     def save() -> None:
-        state = {**history, "pending_loss": list(recent)}
+        state = {**history, "pending_loss": list(recent), "cpu_total": [cpu_seconds()]}
         _save(ckpt_path, config, metadata, model, ema, optimizer, scheduler, step, state)
         # plotting costs seconds: curves at validation and at the end, CSVs every save
         _write_logs(out, history, curves=step == last)
@@ -177,20 +208,7 @@ def train(
     try:
         while step < last:
             rng = np.random.default_rng([tc.seed, step])
-            cond_np, target_np = data.batch(rng, tc.batch_size)
-            t_np = rng.integers(0, schedule.num_timesteps, size=tc.batch_size)
-            noise_np = rng.standard_normal(target_np.shape, dtype=np.float32)
-            shape = (-1, 1, 1, 1)
-            # eq. 4 of DDPM with the float64 schedule, cast to float32 here
-            x_t_np = (
-                sqrt_abar[t_np].reshape(shape) * target_np
-                + sqrt_one_minus[t_np].reshape(shape) * noise_np
-            ).astype(np.float32)
-            x_t, cond, noise = (torch.from_numpy(a).to(device) for a in (x_t_np, cond_np, noise_np))
-            t = torch.from_numpy(t_np.astype(np.float32)).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                eps = model(x_t, cond, t)
-            loss = loss_fn(eps.float(), noise)  # eq. 14 of DDPM (L_simple)
+            loss = _loss(model, data, schedule, config, rng, device, loss_fn)
             if not torch.isfinite(loss):
                 raise TilesrError(
                     f"training loss became {loss.item()} at step {step}; lower training.lr"
@@ -209,6 +227,7 @@ def train(
                 history["loss_step"].append(step)
                 history["loss"].append(float(np.mean(recent)))
                 history["lr"].append(float(scheduler.get_last_lr()[0]))
+                history["cpu_s"].append(round(cpu_seconds(), 2))
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
                 recent = []
             validate_now = tc.validate_every and step % tc.validate_every == 0
@@ -233,7 +252,41 @@ def train(
         loss=history["loss"][-1] if history["loss"] else float("nan"),
         metrics=metrics,
         seconds=time.perf_counter() - started,
+        cpu_seconds=cpu_seconds(),
     )
+
+
+def _loss(
+    model: UNet,
+    data: TrainingData,
+    schedule: NoiseSchedule,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    device: torch.device,
+    loss_fn: Any,
+) -> torch.Tensor:
+    """One batch's loss; batch, timesteps and noise all come from ``rng``."""
+    tc = config.training
+    cond_np, target_np = data.batch(rng, tc.batch_size)
+    t_np = rng.integers(0, schedule.num_timesteps, size=tc.batch_size)
+    noise_np = rng.standard_normal(target_np.shape, dtype=np.float32)
+    x_t_np = schedule.add_noise(target_np, noise_np, t_np)  # eq. 4 of DDPM
+    x_t, cond, noise, x0 = (
+        torch.from_numpy(a).to(device) for a in (x_t_np, cond_np, noise_np, target_np)
+    )
+    t = torch.from_numpy(t_np.astype(np.float32)).to(device)
+    use_amp = tc.amp and device.type == "cuda"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        output = model(x_t, cond, t)  # a regression network ignores x_t and t
+    if tc.objective == "regression":
+        return loss_fn(output.float(), x0)
+    abar = schedule.alphas_cumprod[t_np].reshape(-1, 1, 1, 1)
+    sqrt_abar, sqrt_one_minus = (
+        torch.from_numpy(a.astype(np.float32)).to(device)
+        for a in (np.sqrt(abar), np.sqrt(1 - abar))
+    )
+    target = training_target(x0, noise, sqrt_abar, sqrt_one_minus, tc.prediction)
+    return loss_fn(output.float(), target)  # eq. 14 of DDPM (L_simple) for epsilon
 
 
 def _restore(
@@ -314,11 +367,15 @@ def _validate(
     """Sample every validation image with the EMA weights; log metrics and plots."""
     vc = config.validation
     denoiser = TorchDenoiser(ema.model, metadata, device=str(device))
-    sampler = make_sampler(vc.sampler, build_schedule(metadata.schedule))
+    name, steps, samples = vc.sampler, vc.steps, vc.samples
+    if metadata.objective == "regression":
+        name, steps, samples = metadata.sampler, metadata.steps, metadata.samples
+    schedule = build_schedule(metadata.schedule)
+    sampler = make_sampler(name, schedule, prediction=metadata.prediction)
     per_image, rows = [], []
     for i, image in enumerate(data.validation):
         result = sample(
-            denoiser, image.cond, sampler, n_samples=vc.samples, steps=vc.steps, seed=vc.seed + i
+            denoiser, image.cond, sampler, n_samples=samples, steps=steps, seed=vc.seed + i
         )
         output = np.clip(result.mean, -1.0, 1.0)
         per_image.append(image_metrics(output, image.target, data_range=2.0))
@@ -338,8 +395,11 @@ def _write_logs(out: Path, history: dict[str, list[float]], *, curves: bool) -> 
     """Rewrite the CSV logs and the curves from the history (consistent after a resume)."""
     with open(out / "loss.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["step", "loss", "lr"])
-        w.writerows(zip(history["loss_step"], history["loss"], history["lr"], strict=True))
+        w.writerow(["step", "loss", "lr", "cpu_s"])
+        # a run resumed from a checkpoint older than CPU logging lacks its first rows
+        logged = history.get("cpu_s", [])
+        cpu: list[float | str] = [""] * (len(history["loss_step"]) - len(logged)) + [*logged]
+        w.writerows(zip(history["loss_step"], history["loss"], history["lr"], cpu, strict=True))
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["step", *METRIC_NAMES])

@@ -1,0 +1,46 @@
+"""Model metadata: the new prediction / objective / sampling keys, and files from before them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import pytest
+
+from tilesr.errors import TilesrError
+from tilesr.metadata import ModelMetadata
+
+
+def test_round_trip_keeps_every_field():
+    meta = ModelMetadata(
+        prediction="v", sampler="ddim", steps=5, samples=4, strength=1.0, output="v"
+    )
+    assert ModelMetadata.from_props(meta.to_props()) == meta
+
+
+def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
+    old = {
+        k: v
+        for k, v in asdict(ModelMetadata(strength=0.6)).items()
+        if k not in ("objective", "sampler", "steps", "samples")
+    }
+    props = {"tilesr": json.dumps({"format": "tilesr-ddpm", **old})}
+    meta = ModelMetadata.from_props(props)
+    assert (meta.prediction, meta.objective) == ("epsilon", "diffusion")
+    assert (meta.sampler, meta.steps, meta.samples, meta.strength) == ("dpmpp", 20, 1, 0.6)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"prediction": "score"}, "prediction must be one of epsilon, x0, v, got 'score'"),
+        ({"objective": "gan"}, "objective must be one of diffusion, regression"),
+        ({"objective": "regression", "prediction": "v"}, "a regression model predicts the image"),
+        ({"sampler": "euler"}, "sampler must be one of ddpm, ddim, dpmpp"),
+        ({"steps": 0}, "steps must be a positive integer, got 0"),
+        ({"samples": 0}, "samples must be a positive integer, got 0"),
+    ],
+)
+def test_impossible_values_are_refused_by_name(change, message):
+    with pytest.raises(TilesrError, match=message):
+        replace(ModelMetadata(), **change)
