@@ -37,7 +37,7 @@ class CountingDenoiser:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.metadata = inner.metadata
-        self.providers = getattr(inner, "providers", None)  # the engine's batch default reads it
+        self.provider = getattr(inner, "provider", "")  # the engine's batch default reads it
         self.batches: list[int] = []
         self.seconds = 0.0
         self._lock = threading.Lock()
@@ -306,10 +306,8 @@ def task_speed(args: dict[str, Any]) -> dict[str, Any]:
     if backend.startswith("onnx"):
         from tilesr.denoisers.onnx_backend import OnnxDenoiser
 
-        providers = (
-            ("CUDAExecutionProvider",) if backend == "onnx-cuda" else ("CPUExecutionProvider",)
-        )
-        den = OnnxDenoiser(args["model"], threads=threads, providers=providers)
+        device = "cuda" if backend == "onnx-cuda" else "cpu"
+        den = OnnxDenoiser(args["model"], threads=threads, device=device)
         for b in args["batches"]:
             x = np.random.default_rng(0).standard_normal((b, 1, tile, tile), dtype=np.float32)
             t = np.full((b,), 500.0, np.float32)

@@ -96,3 +96,17 @@ def test_regression_with_a_noise_prediction_is_refused():
     }
     with pytest.raises(TilesrError, match="objective 'regression' predicts the image"):
         config_from_dict(raw)
+
+
+def test_best_checkpoint_is_the_validation_with_the_highest_psnr(tmp_path):
+    from tilesr.model.checkpoint import load_checkpoint
+
+    config = _config(tmp_path / "run")
+    config = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, validate_every=4)
+    )
+    result = train(config, progress=False)
+    history = load_checkpoint(result.checkpoint).history
+    best = load_checkpoint(result.output_dir / "best.pt")
+    assert history["val_step"] == [4, 8, 12]
+    assert best.step == history["val_step"][int(np.argmax(history["psnr"]))]

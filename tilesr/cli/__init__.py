@@ -7,6 +7,8 @@ onnxruntime) only when it runs, so ``tilesr --help`` stays fast and torch-free.
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from typing import Any
 
 import click
@@ -37,12 +39,24 @@ class _TilesrGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        _print_notices()
         try:
             return super().invoke(ctx)
         except TilesrError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted") from None
+
+
+def _print_notices() -> None:
+    """Library notices (logger ``tilesr``, warning and up) as one plain line each on stderr."""
+    logger = logging.getLogger("tilesr")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tilesr: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 @click.group(cls=_TilesrGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,8 +7,10 @@ once.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,38 +21,79 @@ from numpy.typing import NDArray
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
 
+# One ORT session per (file, threads, device) and process: sessions do not pickle, and
+# building one per block task would cost seconds each. A cache, not state: a session is
+# a pure function of its key.
 _CACHE: dict[tuple[Any, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
+_LOG = logging.getLogger("tilesr")
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def available_providers() -> list[str]:
-    """CUDA first when onnxruntime-gpu provides it, CPU always."""
+def providers_for(device: str) -> tuple[str, ...]:
+    """ONNX Runtime providers for ``device``: ``auto`` takes CUDA when this ORT has it."""
     import onnxruntime as ort
 
+    if device not in DEVICES:
+        raise TilesrError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     have = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+    if device == "cuda" and CUDA not in have:
+        raise TilesrError(
+            f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA provider "
+            f"(it has {', '.join(have)}); install tilesr-gpu (packaging/tilesr-gpu) in an "
+            "environment without the CPU package onnxruntime"
+        )
+    if device == "cpu" or CUDA not in have:
+        return (CPU,)
+    return (CUDA, CPU)
 
 
-def _session(path: str, threads: int | None, providers: tuple[str, ...]) -> Any:
+def _session(path: str, threads: int | None, device: str) -> Any:
     import onnxruntime as ort
 
     stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size, threads, providers)
+    key = (path, stat.st_mtime_ns, stat.st_size, threads, device)
     with _CACHE_LOCK:
         session = _CACHE.get(key)
         if session is None:
-            options = ort.SessionOptions()
-            if threads is not None:
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            try:
-                session = ort.InferenceSession(path, options, providers=list(providers))
-            except Exception as exc:  # ORT raises its own untyped errors for bad files
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise TilesrError(f"{path} is not a loadable ONNX model: {first[:300]}") from None
+            session = _new_session(ort, path, threads, providers_for(device))
+            if device != "cpu" and CUDA not in session.get_providers():
+                _cuda_did_not_start(device, path)
             _CACHE[key] = session
         return session
+
+
+def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str, ...]) -> Any:
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # a CUDA provider that cannot load (no driver, missing CUDA libraries) logs a wall of
+    # errors through ORT's default logger before it falls back; say it once ourselves
+    ort.set_default_logger_severity(4)
+    try:
+        with warnings.catch_warnings():  # ORT's own warning about a missing provider
+            warnings.simplefilter("ignore", UserWarning)
+            return ort.InferenceSession(path, options, providers=list(providers))
+    except Exception as exc:  # ORT raises its own untyped errors for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TilesrError(f"{path} is not a loadable ONNX model: {first[:300]}") from None
+
+
+def _cuda_did_not_start(device: str, path: str) -> None:
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return  # a CPU-only ONNX Runtime: nothing was tried
+    message = (
+        "the CUDA provider of ONNX Runtime could not start on this machine (no NVIDIA "
+        "driver or CUDA/cuDNN libraries found)"
+    )
+    if device == "cuda":
+        raise TilesrError(f"--device cuda: {message}; use --device cpu or auto")
+    _LOG.warning("%s; restoring on the CPU", message)
 
 
 def read_metadata(session: Any, source: str) -> ModelMetadata:
@@ -93,27 +136,32 @@ class OnnxDenoiser:
         The ``.onnx`` file; everything else comes from its metadata.
     threads
         ONNX Runtime intra-op threads (None: ORT's default, all cores).
-    providers
-        Execution providers in order of preference (default: CUDA when present, then CPU).
+    device
+        ``auto`` (CUDA when this ONNX Runtime has it and it starts, else the CPU, with
+        one logged line if CUDA failed to start), ``cpu`` or ``cuda`` (an error when
+        CUDA is unavailable).
     """
 
     path: str | Path
     threads: int | None = None
-    providers: tuple[str, ...] | None = None
+    device: str = "auto"
     metadata: ModelMetadata = field(init=False)
 
     def __post_init__(self) -> None:
         self.path = str(Path(self.path).resolve())
         if not Path(self.path).is_file():
             raise TilesrError(f"model file not found: {self.path}")
-        if self.providers is None:
-            self.providers = tuple(available_providers())
+        providers_for(self.device)  # refuse an impossible device before anything else
         self.metadata = read_metadata(self.session, self.path)
 
     @property
     def session(self) -> Any:
-        assert self.providers is not None  # set in __post_init__
-        return _session(str(self.path), self.threads, self.providers)
+        return _session(str(self.path), self.threads, self.device)
+
+    @property
+    def provider(self) -> str:
+        """The ONNX Runtime provider that runs the network in this process."""
+        return str(self.session.get_providers()[0])
 
     def predict(
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
@@ -131,7 +179,7 @@ class OnnxDenoiser:
         return {
             "path": self.path,
             "threads": self.threads,
-            "providers": self.providers,
+            "device": self.device,
             "metadata": self.metadata,
         }
 

@@ -389,8 +389,8 @@ def _sampling_defaults(
 
 
 def _default_batch(denoiser: Denoiser) -> int:
-    providers = getattr(denoiser, "providers", None) or ()
-    return 32 if "CUDAExecutionProvider" in providers else 8
+    provider = getattr(denoiser, "provider", "")
+    return 32 if provider == "CUDAExecutionProvider" else 8
 
 
 def restore(

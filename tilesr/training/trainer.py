@@ -11,6 +11,8 @@ Output folder layout::
 
     checkpoint.pt   latest checkpoint (model, EMA, optimizer, LR scheduler, step, config,
                     history, RNG state); written atomically
+    best.pt         the checkpoint at the validation with the highest PSNR so far (export
+                    it to get the early-stopped model, as CARE keeps its best weights)
     loss.csv        step, training loss (mean since the previous row), learning rate,
                     process CPU seconds since the run began (summed over resumes)
     metrics.csv     step and validation metrics of the EMA weights (model space, range 2)
@@ -51,6 +53,7 @@ from tilesr.training.ema import EMA
 from tilesr.training.plots import METRIC_NAMES, plot_curves, plot_examples
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,9 @@ def train(
 
     metrics: ImageMetrics | None = None
 
-    def save() -> None:
+    def save(path: Path = ckpt_path) -> None:
         state = {**history, "pending_loss": list(recent), "cpu_total": [cpu_seconds()]}
-        _save(ckpt_path, config, metadata, model, ema, optimizer, scheduler, step, state)
+        _save(path, config, metadata, model, ema, optimizer, scheduler, step, state)
         # plotting costs seconds: curves at validation and at the end, CSVs every save
         _write_logs(out, history, curves=step == last)
 
@@ -233,6 +236,8 @@ def train(
             validate_now = tc.validate_every and step % tc.validate_every == 0
             if data.validation and (validate_now or step == tc.steps):
                 metrics = _validate(data, ema, metadata, config, device, out, step, history)
+                if history["psnr"][-1] >= max(history["psnr"]):
+                    save(out / BEST_NAME)
             if step % tc.checkpoint_every == 0 or step == last:
                 save()
     except KeyboardInterrupt:
