@@ -83,6 +83,22 @@ def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
     return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
+def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
+    """The training run's own validation data, for choosing defaults and calibrating.
+
+    W2S fields 37-38 and simulated images with the bundled config's validation seeds
+    (2011-2014, levels 2/4/6/8): never trained on, and distinct from the test sets.
+    """
+    w2s = load_w2s(SHARED / "w2s", fields=(37,) if quick else (37, 38))
+    sets = {"val W2S 37-38": [ImagePair(bin2d(p.lr, scale), p.hr, p.name) for p in w2s]}
+    sets["val simulated"] = [
+        pair
+        for level, seed in zip((2, 4, 6, 8), (2011, 2012, 2013, 2014), strict=True)
+        for pair in simulate_pairs(1, size=256, scale=scale, noise_level=level, seed=seed)
+    ]
+    return sets
+
+
 def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[ImagePair]]:
     """The held-out and out-of-distribution sets (see the module docstring)."""
     sets: dict[str, list[ImagePair]] = {}
@@ -345,14 +361,22 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="validation: the training run's validation data (choose defaults there)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / "care.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
     scale = OnnxDenoiser(args.diffusion).metadata.scale
-    sets = datasets(
-        scale, args.quick, args.nuclei if args.nuclei and args.nuclei.exists() else None
-    )
+    nuclei = args.nuclei if args.nuclei and args.nuclei.exists() else None
+    if args.split == "validation":
+        sets = validation_sets(scale, args.quick)
+    else:
+        sets = datasets(scale, args.quick, nuclei)
     rows = {"bicubic": bicubic_rows(sets, scale)}
     rows["regression"] = evaluate_model(
         sets, args.regression, Setting("1", None, None, None), args.threads
@@ -375,10 +399,11 @@ def main() -> None:
     command = "python tools/bench_care.py " + " ".join(sys.argv[1:])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, **results}, indent=1) + "\n")
-    if not args.quick:
+    if not args.quick and args.split == "test":
         plot(results, args.json.with_suffix(".png"))
         replace_region(args.out, markdown(results, command.strip()), region="bench_care")
-    print("\n".join(goal_checks(results)))
+    if args.split == "test":
+        print("\n".join(goal_checks(results)))
 
 
 if __name__ == "__main__":

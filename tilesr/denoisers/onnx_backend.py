@@ -7,6 +7,7 @@ once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -31,6 +32,19 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def installed_runtimes() -> list[str]:
+    """The ONNX Runtime distributions installed here (more than one shadow each other)."""
+    import importlib.metadata as md
+
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            found.append(f"{dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
 def providers_for(device: str) -> tuple[str, ...]:
     """ONNX Runtime providers for ``device``: ``auto`` takes CUDA when this ORT has it."""
     import onnxruntime as ort
@@ -38,6 +52,9 @@ def providers_for(device: str) -> tuple[str, ...]:
     if device not in DEVICES:
         raise TilesrError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     have = ort.get_available_providers()
+    runtimes = tuple(installed_runtimes())
+    if len(runtimes) > 1 and device != "cpu":
+        _warn_shadowed(runtimes)
     if device == "cuda" and CUDA not in have:
         raise TilesrError(
             f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA provider "
@@ -47,6 +64,16 @@ def providers_for(device: str) -> tuple[str, ...]:
     if device == "cpu" or CUDA not in have:
         return (CPU,)
     return (CUDA, CPU)
+
+
+@functools.cache  # once per process, not once per block task
+def _warn_shadowed(runtimes: tuple[str, ...]) -> None:
+    _LOG.warning(
+        "%s are both installed and shadow each other (the CUDA provider may be lost); "
+        "keep one: pip uninstall -y onnxruntime onnxruntime-gpu, then install tilesr-gpu "
+        "or onnxruntime-gpu alone",
+        " and ".join(runtimes),
+    )
 
 
 def _session(path: str, threads: int | None, device: str) -> Any:
