@@ -69,6 +69,10 @@ class ModelMetadata:
     sampler: str = "dpmpp"
     steps: int = 20
     samples: int = 1
+    #: calibration of the uncertainty map (tilesr.diffusion.uncertainty.predictive_std):
+    #: a factor fitted on validation data and a Gaussian pooling of the variance (px)
+    uncertainty_scale: float = 1.0
+    uncertainty_pool: float = 0.0
     input_noisy: str = "noisy"
     input_cond: str = "cond"
     input_timestep: str = "t"
@@ -96,6 +100,12 @@ class ModelMetadata:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise TilesrError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.uncertainty_scale < 1000:
+            raise TilesrError(f"uncertainty_scale must be positive, got {self.uncertainty_scale!r}")
+        if not 0 <= self.uncertainty_pool <= 64:
+            raise TilesrError(
+                f"uncertainty_pool must be in [0, 64] pixels, got {self.uncertainty_pool!r}"
+            )
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
         if self.size_multiple < 1:
@@ -175,6 +185,8 @@ class ModelMetadata:
                 "sampler": str,
                 "steps": int,
                 "samples": int,
+                "uncertainty_scale": float,
+                "uncertainty_pool": float,
                 "input_noisy": str,
                 "input_cond": str,
                 "input_timestep": str,

@@ -254,6 +254,10 @@ class ExportConfig:
     sampler: str = "dpmpp"
     steps: int = 20
     samples: int = 1
+    #: uncertainty calibration recorded in the model (fitted after training on the
+    #: validation data by tools/calibrate.py; see tilesr.diffusion.uncertainty)
+    uncertainty_scale: float = 1.0
+    uncertainty_pool: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4):

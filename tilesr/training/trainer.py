@@ -81,6 +81,8 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         "sampler": ec.sampler,
         "steps": ec.steps,
         "samples": ec.samples,
+        "uncertainty_scale": ec.uncertainty_scale,
+        "uncertainty_pool": ec.uncertainty_pool,
     }
     if tc.objective == "regression":  # one deterministic evaluation from the conditioning
         sampling = {"strength": 1.0, "sampler": "ddim", "steps": 1, "samples": 1}
