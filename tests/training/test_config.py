@@ -149,10 +149,25 @@ def test_overrides_are_checked() -> None:
         tiny.with_overrides(steps=0)
 
 
-def test_export_strength_reaches_the_model_metadata_and_is_checked():
+def test_export_sampling_reaches_the_model_metadata_and_is_checked():
+    import dataclasses
+
     from tilesr.training.trainer import model_metadata
 
-    config = load_config(CONFIGS / "bundled.yaml")
-    assert model_metadata(config).strength == config.export.strength == 0.6
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    export = dataclasses.replace(
+        tiny.export,
+        strength=0.6,
+        sampler="ddim",
+        steps=4,
+        samples=5,
+        uncertainty_scale=1.7,
+        uncertainty_pool=1.5,
+    )
+    meta = model_metadata(dataclasses.replace(tiny, export=export))
+    assert (meta.strength, meta.sampler, meta.steps, meta.samples) == (0.6, "ddim", 4, 5)
+    assert (meta.uncertainty_scale, meta.uncertainty_pool) == (1.7, 1.5)
     with pytest.raises(TilesrError, match="strength"):
         ExportConfig(strength=0.0)
+    with pytest.raises(TilesrError, match="export sampler must be one of"):
+        ExportConfig(sampler="euler")
