@@ -242,6 +242,8 @@ def flops_per_tile_onnx(path: Path, tile: int) -> float:
     names = [o.name for o in session.get_outputs()]
     x = np.zeros((1, 1, tile, tile), np.float32)
     feeds = {meta.input_noisy: x, meta.input_cond: x, meta.input_timestep: np.zeros(1, np.float32)}
+    graph_inputs = {i.name for i in session.get_inputs()}  # a regression graph takes cond only
+    feeds = {k: v for k, v in feeds.items() if k in graph_inputs}
     shapes: dict[str, tuple[int, ...]] = dict(inits)
     values = session.run(names, feeds)
     shapes.update({n: tuple(o.shape) for n, o in zip(names, values, strict=True)})

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _bench_common import machine_info, now_iso, replace_region
+from _bench_common import flops_per_tile_onnx, machine_info, now_iso, replace_region
 from scipy.stats import spearmanr
 
 import tilesr
@@ -284,7 +284,9 @@ def markdown(results: dict, command: str) -> str:
         "",
         "Whole images through the engine (tiles, fused blending); metrics as `tilesr "
         "evaluate` computes them. evals/px = network evaluations per output pixel "
-        "(steps x samples, tile overlap not counted); s/512² = wall seconds per 512x512 "
+        "(steps x samples, tile overlap not counted); CARE-evals/px = the same in units of "
+        "the regression network's FLOPs (a refined model runs its predictor and refiner at "
+        "every evaluation); s/512² = wall seconds per 512x512 "
         "output field on this machine. Coverage: fraction of GT pixels within 1 / 2 "
         "predicted std; rho: Spearman of RMS error vs RMS std over 16x16 patches.",
         "",
@@ -293,8 +295,9 @@ def markdown(results: dict, command: str) -> str:
         lines += [
             f"### {name}",
             "",
-            "| method | evals/px | PSNR | SSIM | MS-SSIM | s/512² | 1-sigma | 2-sigma | rho |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| method | evals/px | CARE-evals/px | PSNR | SSIM | MS-SSIM | s/512² | 1-sigma | "
+            "2-sigma | rho |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for method, rows in results["rows"].items():
             r = rows[name]
@@ -306,7 +309,8 @@ def markdown(results: dict, command: str) -> str:
             )
             secs = f"{r['seconds_per_512sq']:.1f}" if "seconds_per_512sq" in r else "-"
             lines.append(
-                f"| {method} | {r['evals_per_pixel']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                f"| {method} | {r['evals_per_pixel']} | {r.get('care_evals_per_pixel', '-')} | "
+                f"{r['psnr']:.2f} | {r['ssim']:.3f} | "
                 f"{r['ms_ssim']:.3f} | {secs} | {cal} |"
             )
         lines.append("")
@@ -381,12 +385,20 @@ def main() -> None:
     rows["regression"] = evaluate_model(
         sets, args.regression, Setting("1", None, None, None), args.threads
     )
+    # a refined model runs predictor + refiner at every evaluation: count in units of
+    # the regression network's cost (FLOPs per tile from the graphs)
+    tile = OnnxDenoiser(args.diffusion).metadata.tile_size
+    relative_cost = flops_per_tile_onnx(args.diffusion, tile) / flops_per_tile_onnx(
+        args.regression, tile
+    )
     texts = [t.strip() for t in args.settings.split(",")]
     for text in texts if "model" in texts else ["model", *texts]:
         setting = Setting.parse(text)
         rows[f"diffusion: {setting.label}"] = evaluate_model(
             sets, args.diffusion, setting, args.threads
         )
+        for r in rows[f"diffusion: {setting.label}"].values():
+            r["care_evals_per_pixel"] = round(r["evals_per_pixel"] * relative_cost, 1)
     models = {
         k: {
             "path": str(p.resolve().relative_to(ROOT) if p.resolve().is_relative_to(ROOT) else p),
@@ -395,7 +407,7 @@ def main() -> None:
         for k, p in (("diffusion", args.diffusion), ("regression", args.regression))
     }
     meta = {"date": now_iso(), "cpu": machine_info()["cpu"], "seconds": time.perf_counter() - t0}
-    results = {"meta": meta, "models": models, "rows": rows}
+    results = {"meta": meta, "models": models, "rows": rows, "relative_cost": relative_cost}
     command = "python tools/bench_care.py " + " ".join(sys.argv[1:])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, **results}, indent=1) + "\n")

@@ -110,3 +110,68 @@ def test_best_checkpoint_is_the_validation_with_the_highest_psnr(tmp_path):
     best = load_checkpoint(result.output_dir / "best.pt")
     assert history["val_step"] == [4, 8, 12]
     assert best.step == history["val_step"][int(np.argmax(history["psnr"]))]
+
+
+def test_refinement_trains_on_a_frozen_predictor_and_exports_one_image_space_model(tmp_path):
+    from tilesr.model.checkpoint import load_checkpoint
+
+    reg = train(_config(tmp_path / "reg", objective="regression", prediction="x0"), progress=False)
+    config = _config(
+        tmp_path / "ref", objective="refinement", prediction="v", predictor=str(reg.checkpoint)
+    )
+    assert config.model.cond_channels == 2
+    result = train(config, progress=False)
+    ckpt = load_checkpoint(result.checkpoint)
+    frozen = {
+        k.removeprefix("predictor."): v for k, v in ckpt.ema.items() if k.startswith("predictor.")
+    }
+    original = load_checkpoint(reg.checkpoint).ema
+    assert frozen.keys() == original.keys()
+    assert all(torch.equal(frozen[k], original[k]) for k in original)  # never trained
+    report = export_onnx(result.checkpoint, tmp_path / "refined.onnx")
+    assert report.max_abs_diff <= 1e-3
+    meta = OnnxDenoiser(tmp_path / "refined.onnx").metadata
+    assert (meta.prediction, meta.objective, meta.output) == ("x0", "diffusion", "x0")
+    # resuming checks the nested network config and continues
+    longer = dataclasses.replace(config, training=dataclasses.replace(config.training, steps=14))
+    assert train(longer, resume=True, progress=False).step == 14
+
+
+def test_refined_network_returns_the_image_when_the_refiner_is_exact():
+    from tilesr.metadata import ScheduleSpec
+    from tilesr.model.refined import RefinedUNet
+    from tilesr.model.unet import UNetConfig
+
+    small = {
+        "channels": (8, 16),
+        "bottleneck": 16,
+        "attention": (False, False),
+        "time_dim": 16,
+        "groups": 4,
+    }
+    model = RefinedUNet(
+        UNetConfig(**small, conditioning_only=True),
+        UNetConfig(**small, cond_channels=2),
+        ScheduleSpec(),
+    ).eval()
+    gen = torch.Generator().manual_seed(0)
+    x0, eps, cond = (torch.randn(2, 1, 16, 16, generator=gen) for _ in range(3))
+    t = torch.tensor([10.0, 900.0])
+    a = model.sqrt_abar[t.long()].reshape(-1, 1, 1, 1)
+    s = model.sqrt_one_minus[t.long()].reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        p = model.predictor(x0, cond, t)
+        residual = x0 - p
+        exact_v = a * eps - s * residual
+        model.predict_residual_velocity = lambda *args: exact_v  # an oracle refiner
+        out = model(a * x0 + s * eps, cond, t)
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+
+
+def test_refinement_needs_a_regression_predictor(tmp_path):
+    diff = train(_config(tmp_path / "d", prediction="v"), progress=False)
+    config = _config(
+        tmp_path / "r", objective="refinement", prediction="v", predictor=str(diff.checkpoint)
+    )
+    with pytest.raises(TilesrError, match="is not a regression model's checkpoint"):
+        train(config, progress=False)

@@ -20,7 +20,7 @@ import torch
 
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
-from tilesr.model.unet import UNet, UNetConfig
+from tilesr.model.unet import UNetConfig
 
 CHECKPOINT_FORMAT = "tilesr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -136,9 +136,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(**{n: data[n] for n in names if n in data})
 
 
-def build_model(ckpt: Checkpoint, *, ema: bool = True, source: str = "checkpoint") -> UNet:
-    """A :class:`UNet` in eval mode holding the checkpoint's EMA (or raw) weights."""
-    model = UNet(ckpt.unet_config())
+def build_model(ckpt: Checkpoint, *, ema: bool = True, source: str = "checkpoint") -> Any:
+    """The network (a :class:`UNet`, or a :class:`~tilesr.model.refined.RefinedUNet`) in
+    eval mode holding the checkpoint's EMA (or raw) weights."""
+    from tilesr.metadata import ScheduleSpec
+    from tilesr.model.refined import build_network
+
+    schedule = ScheduleSpec(**ckpt.metadata.get("schedule", {}))
+    try:
+        model = build_network(ckpt.unet, schedule)
+    except (TypeError, ValueError) as exc:
+        raise TilesrError(f"{source}: unusable network config ({exc})") from None
     state = ema_state(ckpt) if ema else ckpt.model
     try:
         model.load_state_dict(state, strict=True)

@@ -44,6 +44,9 @@ class UNetConfig:
         A regression network (CARE-like): it sees only the conditioning image and no
         timestep, and its output is the restored image itself; ``forward`` still takes
         ``noisy`` and ``t`` (ignored) so every tilesr model has one interface.
+    cond_channels
+        Channels of the conditioning input: 1 (the upsampled LR image), or 2 for the
+        refiner of :class:`tilesr.model.refined.RefinedUNet` (LR image and prediction).
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -56,6 +59,7 @@ class UNetConfig:
     mid_attention: bool = False
     dropout: float = 0.0
     conditioning_only: bool = False
+    cond_channels: int = 1
 
     def __post_init__(self) -> None:
         # accept lists (YAML, checkpoints) but store tuples so the config stays hashable
@@ -68,7 +72,7 @@ class UNetConfig:
                 f"unet attention needs one flag per level ({len(self.channels)}), "
                 f"got {self.attention!r}"
             )
-        for name in ("bottleneck", "time_dim", "groups", "blocks", "heads"):
+        for name in ("bottleneck", "time_dim", "groups", "blocks", "heads", "cond_channels"):
             value = getattr(self, name)
             if not _pos_int(value):
                 raise TilesrError(f"unet {name} must be a positive integer, got {value!r}")
@@ -157,7 +161,8 @@ class UNet(nn.Module):
         cfg = config if config is not None else UNetConfig()
         self.config = cfg
         self.time_embed = None if cfg.conditioning_only else TimeEmbedding(cfg.time_dim)
-        self.stem = nn.Conv2d(1 if cfg.conditioning_only else 2, cfg.channels[0], 3, padding=1)
+        inputs = cfg.cond_channels + (0 if cfg.conditioning_only else 1)
+        self.stem = nn.Conv2d(inputs, cfg.channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         prev = cfg.channels[0]
@@ -213,9 +218,14 @@ class UNet(nn.Module):
         return self.head(x)
 
     def _check_inputs(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> None:
-        if noisy.ndim != 4 or noisy.shape[1] != 1 or cond.shape != noisy.shape:
+        c = self.config.cond_channels
+        if (
+            noisy.ndim != 4
+            or noisy.shape[1] != 1
+            or cond.shape != (noisy.shape[0], c, *noisy.shape[2:])
+        ):
             raise TilesrError(
-                "noisy and cond must both have shape (N, 1, H, W), "
+                f"noisy and cond must have shapes (N, 1, H, W) and (N, {c}, H, W), "
                 f"got {tuple(noisy.shape)} and {tuple(cond.shape)}"
             )
         if t.shape != (noisy.shape[0],):

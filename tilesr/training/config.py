@@ -29,10 +29,13 @@ import yaml
 
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.errors import TilesrError
-from tilesr.metadata import OBJECTIVES, PREDICTIONS, ScheduleSpec, check_tile_geometry
+from tilesr.metadata import PREDICTIONS, ScheduleSpec, check_tile_geometry
 from tilesr.model.unet import UNetConfig
 
 LOSSES = ("mse", "l1")
+#: what a run trains: a diffusion model, a regression (CARE-like) network, or a diffusion
+#: refiner of a trained regression network's output (tilesr.model.refined)
+OBJECTIVES = ("diffusion", "regression", "refinement")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -168,6 +171,10 @@ class TrainingConfig:
     objective: str = "diffusion"
     #: what a diffusion network outputs: ``epsilon`` (DDPM), ``x0`` or ``v``
     prediction: str = "epsilon"
+    #: objective ``refinement``: the regression run's checkpoint whose output is refined
+    #: (its EMA weights are frozen inside the new model; a relative path is looked up
+    #: next to the config, then in the working directory)
+    predictor: str | None = None
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup: int = 500  # linear warm-up steps, clipped to the run's length
@@ -208,6 +215,13 @@ class TrainingConfig:
                 "training objective 'regression' predicts the image: set prediction: x0, "
                 f"got {self.prediction!r}"
             )
+        if self.objective == "refinement" and (self.predictor is None or self.prediction != "v"):
+            raise TilesrError(
+                "training objective 'refinement' needs training.predictor (a regression "
+                f"checkpoint) and prediction: v, got {self.predictor!r} and {self.prediction!r}"
+            )
+        if self.objective != "refinement" and self.predictor is not None:
+            raise TilesrError("training.predictor is only used by objective 'refinement'")
         if not 0.0 <= self.ema_decay < 1.0:
             raise TilesrError(f"training ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -300,6 +314,9 @@ class TrainConfig:
             object.__setattr__(
                 self, "model", dataclasses.replace(self.model, conditioning_only=True)
             )
+        if self.training.objective == "refinement" and self.model.cond_channels != 2:
+            # the refiner sees the LR image and the predictor's output
+            object.__setattr__(self, "model", dataclasses.replace(self.model, cond_channels=2))
         m = self.model.size_multiple
         check_tile_geometry(self.export.tile_size, self.export.overlap, m)
         if self.training.patch_size % m:
@@ -406,7 +423,7 @@ def config_from_dict(raw: Any, *, base_dir: str | Path | None = None) -> TrainCo
         data=_data_section(raw["data"], base),
         model=_section(UNetConfig, raw.get("model"), "model"),
         diffusion=_section(ScheduleSpec, raw.get("diffusion"), "diffusion"),
-        training=_section(TrainingConfig, raw.get("training"), "training"),
+        training=_training_section(raw.get("training"), base),
         validation=_section(ValidationConfig, raw.get("validation"), "validation"),
         export=_section(ExportConfig, raw.get("export"), "export"),
         output_dir=output_dir,
@@ -442,6 +459,15 @@ def _data_section(raw: Any, base: Path) -> DataConfig:
         sources.append(_resolve_paths(source, base, where))
     augment = _convert(raw.get("augment", True), bool, "data.augment")
     return DataConfig(sources=tuple(sources), augment=augment)
+
+
+def _training_section(raw: Any, base: Path) -> TrainingConfig:
+    training: TrainingConfig = _section(TrainingConfig, raw, "training")
+    if training.predictor is None:
+        return training
+    return dataclasses.replace(
+        training, predictor=_find(training.predictor, base, "training.predictor")
+    )
 
 
 def _resolve_paths(source: Any, base: Path, where: str) -> Any:

@@ -45,7 +45,8 @@ from tilesr.diffusion.schedule import NoiseSchedule, build_schedule
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
-from tilesr.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from tilesr.model.refined import RefinedUNet, model_config_dict
 from tilesr.model.unet import UNet
 from tilesr.training.config import TrainConfig
 from tilesr.training.data import TrainingData, load_training_data
@@ -86,17 +87,19 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
     }
     if tc.objective == "regression":  # one deterministic evaluation from the conditioning
         sampling = {"strength": 1.0, "sampler": "ddim", "steps": 1, "samples": 1}
+    # a refined model answers in image space: the clean image (p + r0), a diffusion model
+    prediction = "x0" if tc.objective == "refinement" else tc.prediction
     return ModelMetadata(
         schedule=config.diffusion,
-        prediction=tc.prediction,
-        objective=tc.objective,
+        prediction=prediction,
+        objective="regression" if tc.objective == "regression" else "diffusion",
         scale=ec.scale,
         tile_size=ec.tile_size,
         overlap=ec.overlap,
         size_multiple=config.model.size_multiple,
         norm_low=ec.norm_low,
         norm_high=ec.norm_high,
-        output=OUTPUT_NAMES[tc.prediction],
+        output=OUTPUT_NAMES[prediction],
         tilesr_version=__version__,
         **sampling,
     )
@@ -166,9 +169,10 @@ def train(
     schedule = build_schedule(config.diffusion)
     metadata = model_metadata(config)
 
-    model = UNet(config.model).to(device)
+    model = build_trained_network(config).to(device)
     ema = EMA(model, tc.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a predictor is frozen
+    optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup=tc.warmup, total=tc.steps)
     )
@@ -263,8 +267,35 @@ def train(
     )
 
 
+def build_trained_network(config: TrainConfig) -> torch.nn.Module:
+    """The network a run trains: a U-Net, or predictor + refiner for objective refinement."""
+    if config.training.objective != "refinement":
+        return UNet(config.model)
+    assert config.training.predictor is not None  # checked by TrainingConfig
+    predictor = load_checkpoint(config.training.predictor)
+    source = config.training.predictor
+    if predictor.metadata.get("objective") != "regression":
+        raise TilesrError(f"training.predictor {source} is not a regression model's checkpoint")
+    if config.model.size_multiple % predictor.unet_config().size_multiple:
+        raise TilesrError(
+            f"training.predictor {source} needs sizes the refiner's U-Net cannot take"
+        )
+    model = RefinedUNet(predictor.unet_config(), config.model, config.diffusion)
+    model.predictor.load_state_dict(build_model(predictor, source=source).state_dict())
+    return model
+
+
+def network_config(config: TrainConfig) -> dict[str, Any]:
+    """The ``unet`` entry of this run's checkpoints (a refiner nests its predictor's)."""
+    if config.training.objective != "refinement":
+        return config.model.to_dict()
+    assert config.training.predictor is not None
+    predictor = load_checkpoint(config.training.predictor).unet_config()
+    return model_config_dict(config.model, predictor)
+
+
 def _loss(
-    model: UNet,
+    model: torch.nn.Module,
     data: TrainingData,
     schedule: NoiseSchedule,
     config: TrainConfig,
@@ -282,6 +313,8 @@ def _loss(
         torch.from_numpy(a).to(device) for a in (x_t_np, cond_np, noise_np, target_np)
     )
     t = torch.from_numpy(t_np.astype(np.float32)).to(device)
+    if tc.objective == "refinement":
+        return _refinement_loss(model, x0, cond, noise, t, t_np, schedule, loss_fn, tc.amp)
     use_amp = tc.amp and device.type == "cuda"
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         output = model(x_t, cond, t)  # a regression network ignores x_t and t
@@ -296,10 +329,37 @@ def _loss(
     return loss_fn(output.float(), target)  # eq. 14 of DDPM (L_simple) for epsilon
 
 
+def _refinement_loss(
+    model: Any,
+    x0: torch.Tensor,
+    cond: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    t_np: np.ndarray,
+    schedule: NoiseSchedule,
+    loss_fn: Any,
+    amp: bool,
+) -> torch.Tensor:
+    """The refiner's v-loss on the residual r0 = x0 - P(cond) (P frozen)."""
+    use_amp = amp and x0.device.type == "cuda"
+    abar = schedule.alphas_cumprod[t_np].reshape(-1, 1, 1, 1)
+    a, s = (
+        torch.from_numpy(v.astype(np.float32)).to(x0.device)
+        for v in (np.sqrt(abar), np.sqrt(1 - abar))
+    )
+    with torch.no_grad(), torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        prediction = model.predictor(x0, cond, t).float()
+    residual = x0 - prediction
+    residual_t = a * residual + s * noise  # eq. 4 of DDPM, for the residual
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        v = model.predict_residual_velocity(residual_t, cond, prediction, t)
+    return loss_fn(v.float(), training_target(residual, noise, a, s, "v"))
+
+
 def _restore(
     path: Path,
     config: TrainConfig,
-    model: UNet,
+    model: torch.nn.Module,
     ema: EMA,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -307,10 +367,10 @@ def _restore(
 ) -> tuple[int, dict[str, list[float]]]:
     """Load a checkpoint's states into the fresh objects; returns its step and history."""
     ckpt = load_checkpoint(path)
-    if ckpt.unet != config.model.to_dict():
+    if ckpt.unet != network_config(config):
         raise TilesrError(
             f"{path} holds a different U-Net ({ckpt.unet}) "
-            f"than the config ({config.model.to_dict()})"
+            f"than the config ({network_config(config)})"
         )
     saved_schedule = ckpt.train_config.get("diffusion")
     if saved_schedule != dataclasses.asdict(config.diffusion):
@@ -334,7 +394,7 @@ def _save(
     path: Path,
     config: TrainConfig,
     metadata: ModelMetadata,
-    model: UNet,
+    model: torch.nn.Module,
     ema: EMA,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -347,7 +407,7 @@ def _save(
     save_checkpoint(
         path,
         Checkpoint(
-            unet=config.model.to_dict(),
+            unet=network_config(config),
             metadata=dataclasses.asdict(metadata),
             model={k: v.detach().cpu() for k, v in model.state_dict().items()},
             ema={k: v.detach().cpu() for k, v in ema.state_dict().items()},
