@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,8 +88,19 @@ def test_a_different_file_in_the_cache_is_not_overwritten(tmp_path: Path) -> Non
 def test_an_unreachable_file_is_a_one_line_error(tmp_path: Path) -> None:
     with serve({}) as server:
         registry = dataset("tiny", remote("a.tif", IMAGE, server.url("gone.tif")))
-        with pytest.raises(TilesrError, match=r"could not download.*gone\.tif") as exc:
+        with pytest.raises(TilesrError, match=r"could not download .*gone\.tif: HTTP 404") as exc:
             fetch_dataset("tiny", cache_dir=tmp_path, registry=registry, progress=False)
+    _one_line(exc)
+    assert _files(tmp_path) == []
+
+
+def test_offline_the_error_names_the_fetch_command(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    registry = dataset("tiny", remote("a.tif", IMAGE, f"http://127.0.0.1:{port}/a.tif"))
+    with pytest.raises(TilesrError, match=r"no connection; run `tilesr data fetch tiny`") as exc:
+        fetch_dataset("tiny", cache_dir=tmp_path, registry=registry, progress=False)
     _one_line(exc)
     assert _files(tmp_path) == []
 

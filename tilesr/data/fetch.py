@@ -280,11 +280,13 @@ def _fetch_file(dataset: Dataset, remote: RemoteFile, folder: Path, scratch: Pat
     """Download (and extract) one file into scratch, check it, then move it into place."""
     label = f"dataset {dataset.name!r}: {remote.path}"
     if remote.member is None:
-        got = _retrieve(remote.url, remote.sha256, scratch / "download", label)
+        got = _retrieve(remote.url, remote.sha256, scratch / "download", dataset.name, label)
     else:
         if remote.archive_sha256 is None:
             raise TilesrError(f"{label}: the registry gives no sha256 for the archive {remote.url}")
-        archive = _retrieve(remote.url, remote.archive_sha256, scratch / "archive", label)
+        archive = _retrieve(
+            remote.url, remote.archive_sha256, scratch / "archive", dataset.name, label
+        )
         got = _extract(archive, remote.member, scratch / "unzipped", label)
         if _sha256(got) != remote.sha256:
             raise TilesrError(
@@ -299,16 +301,16 @@ def _fetch_file(dataset: Dataset, remote: RemoteFile, folder: Path, scratch: Pat
         raise TilesrError(f"{label}: cannot write {target}: {exc.strerror}") from None
 
 
-def _retrieve(url: str, sha256: str, dest: Path, label: str) -> Path:
+def _retrieve(url: str, sha256: str, dest: Path, name: str, label: str) -> Path:
     import pooch
     import requests
 
-    name = url.rsplit("/", 1)[-1].split("?", 1)[0] or "download"
+    file_name = url.rsplit("/", 1)[-1].split("?", 1)[0] or "download"
     try:
         path = pooch.retrieve(
             url,
             known_hash=f"sha256:{sha256}",
-            fname=name,
+            fname=file_name,
             path=dest,
             downloader=_downloader(url),
             progressbar=False,
@@ -322,7 +324,7 @@ def _retrieve(url: str, sha256: str, dest: Path, label: str) -> Path:
             f"{sha256[:12]}...; the download was deleted"
         ) from None
     except requests.exceptions.RequestException as exc:
-        raise TilesrError(f"{label}: could not download {url}: {_first_line(exc)}") from None
+        raise TilesrError(f"{label}: could not download {url}: {_reason(exc, name)}") from None
     except OSError as exc:
         raise TilesrError(f"{label}: cannot write {dest}: {exc.strerror}") from None
     return Path(path)
@@ -411,6 +413,21 @@ def _quiet_pooch() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def _reason(exc: Exception, name: str) -> str:
+    """A short why for a failed request (requests' own messages repeat the whole URL)."""
+    import requests
+
+    response = getattr(exc, "response", None)
+    if isinstance(exc, requests.exceptions.HTTPError) and response is not None:
+        return f"HTTP {response.status_code} {response.reason}"
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return (
+            f"no connection; run `tilesr data fetch {name}` where the internet is reachable "
+            f"and copy {name}/ into {ENV_VAR} (or ../shared/data) here"
+        )
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
