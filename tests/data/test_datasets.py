@@ -13,13 +13,14 @@ from tilesr.data.datasets import (
     load_confocal_sted,
     load_w2s,
 )
+from tilesr.data.fetch import local_copies
 from tilesr.data.normalize import percentile_range
 from tilesr.data.resize import upsample_bicubic
 from tilesr.errors import TilesrError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-W2S = SHARED / "w2s"
-STED = SHARED / "confocal_sted"
+# complete copies of the real datasets on this machine (../shared/data, TILESR_DATA, cache)
+W2S_COPIES = local_copies("w2s", base_dir=Path(__file__).parent)
+STED_COPIES = local_copies("confocal_sted", base_dir=Path(__file__).parent)
 
 
 def _write(path: Path, data: np.ndarray) -> None:
@@ -108,9 +109,9 @@ def test_load_biosr_training_has_no_levels(tmp_path: Path) -> None:
 # --- W2S -------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not W2S.is_dir(), reason="shared W2S data not available")
+@pytest.mark.skipif(not W2S_COPIES, reason="W2S not on this machine (tilesr data fetch w2s)")
 def test_load_w2s_real_data() -> None:
-    pairs = load_w2s(W2S, fields=[1, 40], channels=(0, 2))
+    pairs = load_w2s(W2S_COPIES[0], fields=[1, 40], channels=(0, 2))
     assert [p.name for p in pairs] == ["001_0", "001_2", "040_0", "040_2"]
     for p in pairs:
         assert p.lr.shape == p.hr.shape == (512, 512) and p.scale == 1
@@ -138,9 +139,12 @@ def test_load_w2s_tiny_copy(tmp_path: Path) -> None:
 # --- confocal / STED --------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not STED.is_dir(), reason="shared confocal/STED data not available")
+@pytest.mark.skipif(
+    not STED_COPIES, reason="TA-GAN data not on this machine (tilesr data fetch confocal_sted)"
+)
 def test_load_confocal_sted_real_data() -> None:
-    pairs = load_confocal_sted(STED)
+    sted = STED_COPIES[0]
+    pairs = load_confocal_sted(sted)
     by_name = {p.name: p for p in pairs}
     assert set(by_name) == {
         "axonal_rings_train_0",
@@ -150,7 +154,7 @@ def test_load_confocal_sted_real_data() -> None:
     }
     assert by_name["axonal_rings_train_0"].lr.shape == (224, 224)
     assert by_name["live_factin_train_0"].hr.shape == (420, 846)
-    raw = tifffile.imread(STED / "live_factin_valid_10.tif")
+    raw = tifffile.imread(sted / "live_factin_valid_10.tif")
     np.testing.assert_array_equal(by_name["live_factin_valid_10"].lr, raw[0])
     np.testing.assert_array_equal(by_name["live_factin_valid_10"].hr, raw[1])
 

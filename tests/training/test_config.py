@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 
 import yaml
 
+from tilesr.data.registry import default_registry
 from tilesr.errors import TilesrError
 from tilesr.training.config import (
     ExportConfig,
@@ -38,7 +39,21 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     return raw
 
 
-def test_shipped_configs_load() -> None:
+SHIPPED = sorted([*CONFIGS.glob("*.yaml"), *CONFIGS.glob("ablations/*.yaml")])
+
+
+@pytest.fixture
+def placeholder_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TILESR_DATA holding an empty file at every path of every registered dataset."""
+    for dataset in default_registry().values():
+        for f in dataset.files:
+            (tmp_path / dataset.name / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / dataset.name / f.path).touch()
+    monkeypatch.setenv("TILESR_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_shipped_configs_load(placeholder_datasets: Path) -> None:
     tiny = load_config(CONFIGS / "tiny.yaml")
     assert tiny.model.channels == (16, 32)
     assert isinstance(tiny.data.sources[0], SimulatedSource)
@@ -47,7 +62,49 @@ def test_shipped_configs_load() -> None:
     assert kinds == ["simulated", "forward_model", "w2s"]
     forward = default.data.sources[1]
     assert isinstance(forward, ForwardModelSource)
-    assert all(Path(p).is_absolute() and Path(p).is_file() for p in forward.paths)
+    # data:NAME/PATH names a registered file, resolved to the local copy (here: TILESR_DATA)
+    expected = [placeholder_datasets / "sim_microtubules" / "sim_microtubules_1004.tif"]
+    expected += [
+        placeholder_datasets / "bpae" / f"BPAE_{k}.tif" for k in ("actin", "mito", "nuclei")
+    ]
+    assert [Path(p) for p in forward.paths] == [p.resolve() for p in expected]
+    assert len(SHIPPED) >= 6
+    for path in SHIPPED:  # every shipped config loads on a machine with only the repository
+        load_config(path)
+
+
+@pytest.mark.skipif(
+    not (CONFIGS.parents[1] / "shared" / "data").is_dir(),
+    reason="developer data ../shared/data not available",
+)
+def test_shipped_configs_use_the_developer_copies_beside_the_checkout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TILESR_DATA", raising=False)
+    shared = (CONFIGS.parents[1] / "shared" / "data").resolve()
+    for path in SHIPPED:
+        for source in load_config(path).data.sources:
+            paths = [*getattr(source, "paths", ()), getattr(source, "root", None)]
+            for p in filter(None, paths):
+                assert Path(p).is_relative_to(shared), (path.name, p)
+
+
+def test_a_missing_dataset_names_the_fetch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TILESR_DATA", str(tmp_path / "empty"))
+    raw = _tiny()
+    raw["data"]["sources"].append({"kind": "forward_model", "paths": ["data:bpae/BPAE_actin.tif"]})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TilesrError) as exc:
+        load_config(tmp_path / "c.yaml")
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith("config data.sources[1]")
+    assert "dataset 'bpae' is not on this machine" in message
+    assert "`tilesr data fetch bpae`" in message
+    raw["data"]["sources"][1]["paths"] = ["data:bpea/BPAE_actin.tif"]
+    with pytest.raises(TilesrError, match=r"unknown dataset 'bpea' \(known: bpae, "):
+        config_from_dict(raw, base_dir=tmp_path)
 
 
 def test_round_trip_through_dict() -> None:

@@ -24,6 +24,7 @@ _COMMANDS = {
     "restore": "tilesr.cli.restore",
     "evaluate": "tilesr.cli.evaluate",
     "demo": "tilesr.cli.demo",
+    "data": "tilesr.cli.data",
 }
 
 
@@ -71,4 +72,5 @@ def main() -> None:
     tilesr train --config C          train a model (needs the `train` extra)
     tilesr export CKPT OUT.onnx      convert a checkpoint for the engine
     tilesr evaluate PRED GT          image quality metrics as JSON
+    tilesr data fetch NAME           download a public training dataset (data list)
     """

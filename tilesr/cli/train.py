@@ -16,6 +16,7 @@ from tilesr.errors import TilesrError
     epilog="""\b
 Examples:
   tilesr train --config configs/tiny.yaml --output-dir runs/tiny
+  tilesr train --config configs/bundled.yaml    (fetches its public data on first use)
   tilesr train --config configs/default.yaml --resume
 """,
 )
@@ -41,14 +42,17 @@ def command(
     """Train a conditional diffusion model; writes checkpoint.pt, logs and plots.
 
     The output folder gets checkpoint.pt (export it with `tilesr export`), loss.csv,
-    metrics.csv, curves.png and examples.png.
+    metrics.csv, curves.png and examples.png. Datasets the config names as
+    data:NAME/... and this machine lacks are fetched first (see `tilesr data list`).
     """
     if importlib.util.find_spec("torch") is None:
         raise TilesrError("training needs the train extra: pip install 'tilesr[train]'")
     from tilesr.training.config import load_config
     from tilesr.training.trainer import train
 
-    config = load_config(config_path).with_overrides(steps=steps, output_dir=output_dir)
+    config = load_config(config_path, fetch_missing=True).with_overrides(
+        steps=steps, output_dir=output_dir
+    )
     result = train(config, resume=resume, progress=not quiet)
     summary = {
         "checkpoint": str(result.checkpoint),

@@ -7,10 +7,13 @@ the boundary: an unknown key anywhere, a value of the wrong type or an impossibl
 raises :class:`~tilesr.errors.TilesrError` naming the key, its section and the value.
 Nothing in the file is evaluated or imported (no class paths).
 
-Paths. Data paths that are relative are looked up first relative to the folder holding
-the config file, then relative to the current working directory, so the shipped configs
-can say ``../shared/data/...`` (relative to the repository root) and work when run from
-the repository root. ``output_dir`` is relative to the current working directory.
+Paths. A data path ``data:NAME/PATH`` names a file of a public dataset (``tilesr data
+list``) and resolves to a local copy of it (:mod:`tilesr.data.fetch`: ``$TILESR_DATA``, a
+``shared/data`` folder beside the checkout, the user cache); reading a config never
+downloads, ``load_config(..., fetch_missing=True)`` (``tilesr train``) fetches what is
+missing. Other relative data paths are looked up first relative to the folder holding
+the config file, then relative to the current working directory. ``output_dir`` is
+relative to the current working directory.
 
 YAML note: PyYAML reads ``1e-3`` (no dot) as a string; float fields accept such strings.
 """
@@ -27,6 +30,8 @@ from typing import Any, ClassVar, Union
 
 import yaml
 
+from tilesr.data.fetch import SCHEME as DATA_SCHEME
+from tilesr.data.fetch import fetch_referenced, resolve_reference
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.errors import TilesrError
 from tilesr.metadata import PREDICTIONS, ScheduleSpec, check_tile_geometry
@@ -377,14 +382,19 @@ class TrainConfig:
 _SECTIONS = ("data", "model", "diffusion", "training", "validation", "export", "output_dir")
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path, *, fetch_missing: bool = False) -> TrainConfig:
     """Read and check a training config from a YAML file.
 
     Parameters
     ----------
     path
         The YAML file. Relative data paths inside it are resolved against its folder,
-        then against the current working directory.
+        then against the current working directory; ``data:NAME/PATH`` paths against a
+        local copy of the dataset.
+    fetch_missing
+        Download the datasets named by ``data:`` paths that are not on this machine
+        (one line says so for each); otherwise they are an error naming
+        ``tilesr data fetch NAME``.
 
     Returns
     -------
@@ -400,7 +410,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise TilesrError(
             f"config {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}"
         ) from None
-    return config_from_dict(raw if raw is not None else {}, base_dir=path.parent)
+    raw = raw if raw is not None else {}
+    if fetch_missing:
+        fetch_referenced(raw, base_dir=path.parent)
+    return config_from_dict(raw, base_dir=path.parent)
 
 
 def config_from_dict(raw: Any, *, base_dir: str | Path | None = None) -> TrainConfig:
@@ -485,6 +498,11 @@ def _resolve_paths(source: Any, base: Path, where: str) -> Any:
 
 
 def _find(value: str, base: Path, where: str) -> str:
+    if value.startswith(DATA_SCHEME):
+        try:
+            return str(resolve_reference(value, base_dir=base))
+        except TilesrError as exc:
+            raise TilesrError(f"config {where}: {exc}") from None
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [base / path, Path.cwd() / path]
     for candidate in candidates:
