@@ -175,3 +175,14 @@ def test_refinement_needs_a_regression_predictor(tmp_path):
     )
     with pytest.raises(TilesrError, match="is not a regression model's checkpoint"):
         train(config, progress=False)
+
+
+def test_a_missing_predictor_is_named_when_training_starts(tmp_path):
+    config = _config(
+        tmp_path / "r",
+        objective="refinement",
+        prediction="v",
+        predictor=str(tmp_path / "nowhere.pt"),
+    )
+    with pytest.raises(TilesrError, match=r"nowhere.pt does not exist; train the regression"):
+        train(config, progress=False)

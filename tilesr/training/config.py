@@ -177,8 +177,8 @@ class TrainingConfig:
     #: what a diffusion network outputs: ``epsilon`` (DDPM), ``x0`` or ``v``
     prediction: str = "epsilon"
     #: objective ``refinement``: the regression run's checkpoint whose output is refined
-    #: (its EMA weights are frozen inside the new model; a relative path is looked up
-    #: next to the config, then in the working directory)
+    #: (its EMA weights are frozen inside the new model; a relative path is relative to
+    #: the config file's folder)
     predictor: str | None = None
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -478,9 +478,10 @@ def _training_section(raw: Any, base: Path) -> TrainingConfig:
     training: TrainingConfig = _section(TrainingConfig, raw, "training")
     if training.predictor is None:
         return training
-    return dataclasses.replace(
-        training, predictor=_find(training.predictor, base, "training.predictor")
-    )
+    # relative to the config's folder; not checked here (a run's output may not exist
+    # yet when the config is read): the trainer names a missing checkpoint
+    path = Path(training.predictor).expanduser()
+    return dataclasses.replace(training, predictor=str((base / path).resolve()))
 
 
 def _resolve_paths(source: Any, base: Path, where: str) -> Any:

@@ -272,8 +272,12 @@ def build_trained_network(config: TrainConfig) -> torch.nn.Module:
     if config.training.objective != "refinement":
         return UNet(config.model)
     assert config.training.predictor is not None  # checked by TrainingConfig
-    predictor = load_checkpoint(config.training.predictor)
     source = config.training.predictor
+    if not Path(source).is_file():
+        raise TilesrError(
+            f"training.predictor {source} does not exist; train the regression run first"
+        )
+    predictor = load_checkpoint(source)
     if predictor.metadata.get("objective") != "regression":
         raise TilesrError(f"training.predictor {source} is not a regression model's checkpoint")
     if config.model.size_multiple % predictor.unet_config().size_multiple:
