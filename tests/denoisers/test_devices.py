@@ -32,7 +32,7 @@ def test_cpu_device_uses_the_cpu_provider(model, fresh_cache):
 
 @pytest.mark.skipif(not CPU_ONLY, reason="this ONNX Runtime has a CUDA provider")
 def test_cuda_on_a_cpu_only_runtime_is_refused_in_one_line(model, fresh_cache):
-    with pytest.raises(TilesrError, match="has no CUDA provider.*install tilesr-gpu"):
+    with pytest.raises(TilesrError, match=r"has no CUDA provider.*install tilesr-gpu"):
         OnnxDenoiser(model, device="cuda")
 
 
@@ -55,5 +55,5 @@ def test_a_cuda_provider_that_cannot_start_falls_back_with_one_line(
     lines = [r.getMessage() for r in caplog.records if r.name == "tilesr"]
     assert len(lines) == 1 and "could not start" in lines[0] and "on the CPU" in lines[0]
     onnx_backend._CACHE.clear()
-    with pytest.raises(TilesrError, match="--device cuda: the CUDA provider .* could not start"):
+    with pytest.raises(TilesrError, match=r"--device cuda: the CUDA provider .* could not start"):
         OnnxDenoiser(model, device="cuda")
