@@ -47,7 +47,7 @@ from scipy.stats import spearmanr
 
 import tilesr
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.resize import bin_mean, upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.metrics import image_metrics, percentile_normalize
 from tilesr.simulate import degrade, simulate_pairs
@@ -78,17 +78,12 @@ class Setting:
         return cls(f"{name} {steps}x{samples}", name, int(steps), int(samples))
 
 
-def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = (s - s % factor for s in img.shape)
-    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-
-
 def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[ImagePair]]:
     """The held-out and out-of-distribution sets (see the module docstring)."""
     sets: dict[str, list[ImagePair]] = {}
     fields = (39,) if quick else (39, 40)
     w2s = load_w2s(SHARED / "w2s", fields=fields, channels=(0,) if quick else (0, 1, 2))
-    sets["W2S 39-40"] = [ImagePair(bin2d(p.lr, scale), p.hr, p.name) for p in w2s]
+    sets["W2S 39-40"] = [ImagePair(bin_mean(p.lr, scale), p.hr, p.name) for p in w2s]
     for level in (5,) if quick else (2, 5, 8):
         sets[f"simulated L{level}"] = simulate_pairs(
             1 if quick else 2, size=256, scale=scale, noise_level=level, seed=TEST_SEED + level
@@ -101,7 +96,7 @@ def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[Ima
     pairs = []
     for p in sted[:1] if quick else sted:
         h, w = (n - n % (2 * scale) for n in p.lr.shape)
-        pairs.append(ImagePair(bin2d(p.lr[:h, :w], scale), p.hr[:h, :w], p.name))
+        pairs.append(ImagePair(bin_mean(p.lr[:h, :w], scale), p.hr[:h, :w], p.name))
     sets["OOD confocal->STED"] = pairs
     return sets
 

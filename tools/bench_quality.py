@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 from _bench_common import replace_region
 
+from tilesr.data.conditioning import conditioning
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
 from tilesr.data.normalize import percentile_range
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.resize import bin_mean, upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
 from tilesr.diffusion.sampling import sample
@@ -58,11 +59,6 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     return img[..., y : y + size, x : x + size]
 
 
-def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = (s - s % factor for s in img.shape)
-    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-
-
 def crop_pair(pair: ImagePair, crop: int) -> ImagePair:
     s = pair.scale
     hr = center_crop(pair.hr, crop)
@@ -70,10 +66,9 @@ def crop_pair(pair: ImagePair, crop: int) -> ImagePair:
     return ImagePair(lr=lr, hr=hr, name=pair.name)
 
 
-def conditioning(lr: np.ndarray, scale: int, low: float, high: float) -> np.ndarray:
-    """As the engine prepares it: percentile-normalised, upsampled, clipped to [-1, 1]."""
-    rng = percentile_range(lr, low, high)
-    return np.clip(upsample_bicubic(rng.normalize(lr), scale), -1.0, 1.0)
+def model_conditioning(lr: np.ndarray, meta) -> np.ndarray:
+    """The conditioning the engine makes of a whole image (its own percentiles)."""
+    return conditioning(lr, meta.scale, percentile_range(lr, meta.norm_low, meta.norm_high))
 
 
 def score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -96,12 +91,12 @@ def datasets(scale: int, crop: int, quick: bool) -> dict[str, list[ImagePair]]:
     w2s_fields = (40,) if quick else (39, 40)
     w2s = load_w2s(SHARED / "w2s", fields=w2s_fields)
     sets["W2S (fields 39-40)"] = [
-        ImagePair(lr=bin2d(p.lr, scale), hr=p.hr, name=p.name) for p in w2s
+        ImagePair(lr=bin_mean(p.lr, scale), hr=p.hr, name=p.name) for p in w2s
     ]
     sted = load_confocal_sted(sorted((SHARED / "confocal_sted").glob("*valid*.tif")))
     sets["confocal -> STED (valid)"] = [
         ImagePair(
-            lr=bin2d(p.lr, scale),
+            lr=bin_mean(p.lr, scale),
             hr=p.hr[: p.lr.shape[0] // scale * scale, : p.lr.shape[1] // scale * scale],
             name=p.name,
         )
@@ -151,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     full_rows: dict[str, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
     for i, pair in enumerate(mid):
-        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+        cond = model_conditioning(pair.lr, meta)
         samples = full_ddpm_samples(
             den, cond, schedule, args.full_ddpm_samples, seed=i, strength=strength
         )
@@ -169,12 +164,12 @@ def run(args: argparse.Namespace) -> dict:
     # why the model's default strength: dpmpp 10 steps, avg 8, simulated level 5
     sweep: dict[str, list[dict[str, float]]] = {}
     for i, pair in enumerate(sets["simulated level 5"]):
-        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+        cond = model_conditioning(pair.lr, meta)
         for s in (0.4, 0.6, 0.8, 1.0):
             res = sample(
                 den,
                 cond,
-                make_sampler("dpmpp", schedule),
+                make_sampler("dpmpp", schedule, prediction=meta.prediction),
                 n_samples=n_samples,
                 steps=10,
                 seed=i,
@@ -192,14 +187,14 @@ def baseline_and_fast_rows(
 ) -> dict[str, dict[str, float]]:
     """Scores of the bicubic baseline and of DDIM / DPM-Solver++ 8-sample means."""
     meta = den.metadata
-    cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+    cond = model_conditioning(pair.lr, meta)
     rows = {"bicubic": score(upsample_bicubic(pair.lr, meta.scale), pair.hr)}
     for sampler_name in ("ddim", "dpmpp"):
         for steps in steps_list:
             res = sample(
                 den,
                 cond,
-                make_sampler(sampler_name, schedule),
+                make_sampler(sampler_name, schedule, prediction=meta.prediction),
                 n_samples=8,
                 steps=steps,
                 seed=seed,
@@ -211,30 +206,8 @@ def baseline_and_fast_rows(
 
 def full_ddpm_samples(den, cond, schedule, n, *, seed, strength):
     """n independent DDPM samples over every timestep up to the start (batched), (n, H, W)."""
-    from tilesr.diffusion.noise import keyed_normal_batch
-    from tilesr.diffusion.sampling import (
-        INITIAL_NOISE,
-        STEP_NOISE,
-        initial_state,
-        run_reverse,
-        sample_keys,
-        start_timestep,
-    )
-
-    sampler = make_sampler("ddpm", schedule)
-    shape = cond.shape
-    cond_b = np.broadcast_to(cond.astype(np.float32), (n, 1, *shape))
-
-    def predict(x, t):
-        return den.predict(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
-
-    def noise(i):
-        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, 0, n), (0, 0), shape)
-
-    start = start_timestep(schedule.num_timesteps, strength)
-    noise0 = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, 0, n), (0, 0), shape)
-    x = initial_state(schedule, start, cond, noise0)
-    return run_reverse(predict, x, sampler, sampler.timesteps(None, start), noise)
+    sampler = make_sampler("ddpm", schedule, prediction=den.metadata.prediction)
+    return sample(den, cond, sampler, n_samples=n, seed=seed, strength=strength).samples
 
 
 def evals_within(rows: dict, full_steps: int) -> dict[str, int | None]:

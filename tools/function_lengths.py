@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=60, help="most lines of code (default 60)")
     parser.add_argument("--all", action="store_true", help="list every function, longest first")
     args = parser.parse_args(argv)
-    files = sorted(
-        f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.py")))
-    )
+    files = sorted(f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.py"))))
     rows = [
         (n, f, name, line)
         for f in files

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.onnx_models import regression_model, spatial_kernels
 from tests.onnx_models import test_metadata as small_metadata
 from tilesr.cli import main
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.conditioning import conditioning
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine import restore
 from tilesr.errors import TilesrError
@@ -71,7 +71,7 @@ def test_tiled_output_is_the_blended_regression_of_the_whole_image(model, lr):
     res = restore(lr, model)
     image = res.image.compute()
     rng = res.intensity_range
-    cond = np.clip(upsample_bicubic(rng.normalize(lr), 2), -1, 1)
+    cond = conditioning(lr, 2, rng)
     whole = ndimage.convolve(cond, 0.8 * spatial_kernels()[0, 0], mode="constant")
     expected = rng.denormalize(np.clip(whole, -1, 1))
     # tiles zero-pad their 2-px border, where the blend weights are small but not zero

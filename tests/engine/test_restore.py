@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.onnx_models import model_with_wrong_rank, model_without_metadata
+from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange, percentile_range
-from tilesr.data.resize import upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
 from tilesr.diffusion.sampling import sample
@@ -34,8 +34,7 @@ def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, rng=None):
     den = OnnxDenoiser(model_path)
     meta = den.metadata
     rng = rng or percentile_range(lr, meta.norm_low, meta.norm_high)
-    # the engine clips the conditioning to [-1, 1], as the training data is clipped
-    cond = np.clip(upsample_bicubic(rng.normalize(lr), meta.scale), -1.0, 1.0)
+    cond = conditioning(lr, meta.scale, rng)
     s = make_sampler(sampler, build_schedule(meta.schedule))
     res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
     return rng.denormalize(res.mean), res.std * np.float32(rng.span / 2)
@@ -268,7 +267,7 @@ def test_strength_is_applied_like_untiled_sampling(models, lr, fuse):
     assert res.settings["strength"] == 0.4
     den = OnnxDenoiser(models["analytic1"])
     rng = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
-    cond = np.clip(rng.normalize(lr), -1.0, 1.0)
+    cond = conditioning(lr, 1, rng)
     s = make_sampler("dpmpp", build_schedule(den.metadata.schedule))
     ref = sample(den, cond, s, n_samples=2, steps=STEPS, seed=5, strength=0.4)
     assert np.array_equal(res.image.compute(), rng.denormalize(ref.mean))

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange
-from tilesr.data.resize import HALO, upsample_bicubic_window
+from tilesr.data.resize import BICUBIC_MARGIN, bicubic_padding
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.diffusion.sampling import start_timestep
@@ -132,7 +133,7 @@ def default_block_size(tile_size: int, overlap: int) -> int:
 
 def _reflect_index(idx: NDArray[np.int64], n: int) -> NDArray[np.int64]:
     """Mirror indices into [0, n) as the bicubic's own padding does (edge for tiny axes)."""
-    if n <= HALO:
+    if bicubic_padding(n) == "edge":
         return np.clip(idx, 0, n - 1)
     period = 2 * (n - 1)
     m = np.mod(idx, period)
@@ -156,7 +157,7 @@ def plan_block(
     )
     tiles = tile_grid(hr_shape, tile_size, overlap, region=region)
     canvas = bounding_box(tiles)
-    pad = HALO if scale > 1 else 0
+    pad = BICUBIC_MARGIN if scale > 1 else 0
     need = tuple(Span(c.start // scale - pad, -(-c.stop // scale) + pad) for c in canvas)
     read = []
     for span, n in zip(need, lr_shape, strict=True):
@@ -165,25 +166,19 @@ def plan_block(
     return BlockJob(plane, block, canvas, tuple(tiles), need, (read[0], read[1]))  # type: ignore[arg-type]
 
 
-def conditioning(
+def block_conditioning(
     lr: NDArray, job: BlockJob, lr_shape: tuple[int, int], scale: int, rng: IntensityRange
 ) -> NDArray[np.float32]:
-    """The normalised, upsampled conditioning image of a block's canvas from its LR read."""
+    """The conditioning image of a block's canvas from its LR read (edges reflected)."""
     rows = _reflect_index(np.arange(job.lr_need[0].start, job.lr_need[0].stop), lr_shape[0])
     cols = _reflect_index(np.arange(job.lr_need[1].start, job.lr_need[1].stop), lr_shape[1])
     window = np.asarray(lr)[np.ix_(rows - job.lr_read[0].start, cols - job.lr_read[1].start)]
-    norm = rng.normalize(window)
-    if scale == 1:
-        up = norm
-    else:
-        up = upsample_bicubic_window(norm, scale, HALO)
-        # ``up`` starts at HR pixel (need.start + HALO) * scale; the canvas may start later
-        oy = job.canvas[0].start - (job.lr_need[0].start + HALO) * scale
-        ox = job.canvas[1].start - (job.lr_need[1].start + HALO) * scale
-        up = up[oy : oy + job.canvas[0].size, ox : ox + job.canvas[1].size]
-    # the network was trained on conditioning clipped to the data range [-1, 1]
-    # (tilesr.data.datasets.PatchSampler): brighter than the high percentile saturates
-    return np.clip(up, -1.0, 1.0)
+    margin = BICUBIC_MARGIN if scale > 1 else 0
+    cond = conditioning(window, scale, rng, margin=margin)
+    # ``cond`` starts at HR pixel (need.start + margin) * scale; the canvas may start later
+    oy = job.canvas[0].start - (job.lr_need[0].start + margin) * scale
+    ox = job.canvas[1].start - (job.lr_need[1].start + margin) * scale
+    return cond[oy : oy + job.canvas[0].size, ox : ox + job.canvas[1].size]
 
 
 def restore_block(
@@ -198,7 +193,7 @@ def restore_block(
 ) -> NDArray[np.float32]:
     """One block task: (1 or 2, h, w) = mean [and std] over samples in raw units."""
     report = tile_reporter()
-    cond = conditioning(lr, job, lr_shape, scale, rng)
+    cond = block_conditioning(lr, job, lr_shape, scale, rng)
     origin = (job.canvas[0].start, job.canvas[1].start)
     x0 = sample_canvas(
         denoiser, cond, origin, list(job.tiles), plan, plane=job.plane, report=report
