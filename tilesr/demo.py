@@ -2,8 +2,8 @@
 
 Everything runs offline: the input and its ground truth come from the built-in
 simulator (:func:`tilesr.simulate.simulate_large`), the model is the bundled
-``tilesr/models/default.onnx`` unless another is given, and the restoration goes through
-the same :func:`tilesr.engine.pipeline.restore_file` as ``tilesr restore``.
+``tilesr/bundled/default.onnx`` unless another is given, and the restoration goes through
+the same :func:`tilesr.restore_file.restore_file` as ``tilesr restore``.
 
 Output folder::
 
@@ -78,8 +78,8 @@ def run_demo(
         Simulated photon level, 1 (noisiest) to 9 (cleanest).
     """
     from tilesr.denoisers.onnx_backend import OnnxDenoiser
-    from tilesr.engine.pipeline import DEFAULT_MODEL, restore_file
     from tilesr.io import open_image, write_ome_zarr
+    from tilesr.restore_file import DEFAULT_MODEL, restore_file
     from tilesr.simulate import HR_PIXEL_UM, simulate_large
 
     out = Path(out_dir)

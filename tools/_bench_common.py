@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED_MODEL = REPO / "tilesr" / "models" / "default.onnx"
+BUNDLED_MODEL = REPO / "tilesr" / "bundled" / "default.onnx"
 RESULT_MARKER = "BENCH_RESULT "
 
 

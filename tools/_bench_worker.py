@@ -130,9 +130,9 @@ def expected_batches(block_tiles: list[int], samples: int, steps: int, batch: in
 
 def task_engine(args: dict[str, Any]) -> dict[str, Any]:
     from tilesr.denoisers.onnx_backend import OnnxDenoiser
-    from tilesr.engine.pipeline import restore_file
     from tilesr.engine.scheduling import default_workers, threads_per_worker
     from tilesr.io import open_image
+    from tilesr.restore_file import restore_file
 
     threads = threads_per_worker()
     inner = OnnxDenoiser(args["model"], threads=threads)

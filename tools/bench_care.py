@@ -54,7 +54,7 @@ from tilesr.simulate import degrade, simulate_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-MODELS = ROOT / "tilesr" / "models"
+MODELS = ROOT / "tilesr" / "bundled"
 TEST_SEED = 90_000
 NUCLEI_NAME = "stardist/data/images/img2d.tif"
 DEFAULT_SETTINGS = ("model", "dpmpp:20x1", "ddim:1x1", "ddim:5x4", "ddim:10x2", "ddim:4x5")

@@ -189,7 +189,7 @@ class Bench:
                 raise SystemExit(f"--model {a.model} does not exist")
             return BenchModel(a.model.resolve(), a.checkpoint, f"given model {a.model.name}")
         if not a.random_model and BUNDLED_MODEL.is_file():
-            return BenchModel(BUNDLED_MODEL, a.checkpoint, "bundled tilesr/models/default.onnx")
+            return BenchModel(BUNDLED_MODEL, a.checkpoint, "bundled tilesr/bundled/default.onnx")
         print("exporting a random default-config U-Net ...", flush=True)
         return random_unet(self.work)
 

@@ -319,7 +319,7 @@ def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "tilesr" / "models" / "default.onnx")
+    parser.add_argument("--model", type=Path, default=ROOT / "tilesr" / "bundled" / "default.onnx")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--full-ddpm-images", type=int, default=1)
     parser.add_argument("--full-ddpm-samples", type=int, default=16)

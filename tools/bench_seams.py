@@ -11,7 +11,7 @@ block edges fall inside it, in three modes:
 * ``fuse=final``: tiles sampled on their own, final outputs blended with the window;
 * ``fuse=final, overlap 0``: no overlap and no blending, the control that must show seams.
 
-The seam ratio (:func:`tilesr.engine.seams.seam_ratio`) is the mean absolute difference
+The seam ratio (:func:`tilesr.seams.seam_ratio`) is the mean absolute difference
 of adjacent pixels across edges over the same statistic just beside them: 1.0 means no
 seam. It is reported separately at tile edges and at block edges.
 """
@@ -31,7 +31,7 @@ from _bench_common import BUNDLED_MODEL, REPO, machine_info, now_iso, replace_re
 
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine import restore
-from tilesr.engine.seams import seam_ratio, tile_edges
+from tilesr.seams import seam_ratio, tile_edges
 
 IMAGE = REPO.parent / "shared" / "data" / "bpae" / "BPAE_actin.tif"
 

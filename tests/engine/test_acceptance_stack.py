@@ -16,8 +16,8 @@ import tifffile
 import zarr
 
 from tilesr.engine import restore
-from tilesr.engine.pipeline import restore_file
 from tilesr.io import open_image, write_ome_zarr
+from tilesr.restore_file import restore_file
 from tilesr.simulate import simulate_large
 
 OPTIONS = {"steps": 2, "sampler": "dpmpp", "samples": 2, "seed": 3, "block_size": 96}

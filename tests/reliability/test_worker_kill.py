@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import assert_same_output, tree_digest, write_tiff
-from tilesr.engine.pipeline import restore_file
+from tilesr.restore_file import restore_file
 
 pytestmark = pytest.mark.slow
 

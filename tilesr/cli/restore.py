@@ -156,7 +156,7 @@ def command(
     The output holds the restored multiscale image, an ``uncertainty`` image when
     requested, and the settings used. An interrupted run continues with --resume.
     """
-    from tilesr.engine.pipeline import restore_file
+    from tilesr.restore_file import restore_file
 
     try:
         report = restore_file(

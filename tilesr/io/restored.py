@@ -76,6 +76,8 @@ class WriteReport:
     ----------
     path
         The output store.
+    shape
+        Shape of the restored image (level 0).
     chunks_total
         Number of processing blocks in the image.
     chunks_written
@@ -87,6 +89,7 @@ class WriteReport:
     """
 
     path: str
+    shape: tuple[int, ...]
     chunks_total: int
     chunks_written: int
     chunks_skipped: int
@@ -230,7 +233,7 @@ def write_restored(
     shapes = pyramid_shapes(tuple(image.shape))
     total = int(np.prod(image.numblocks))
     if state is OutputState.COMPLETE:
-        return WriteReport(str(out), total, 0, total, len(shapes))
+        return finished_report(out)
 
     chunks = store_chunks(image)
     meta = {
@@ -317,7 +320,19 @@ def write_restored(
     _fault_point("metadata")
     # the markers only matter while incomplete; zarr warns about foreign folders
     shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
-    return WriteReport(str(out), total, len(pending), total - len(pending), len(shapes))
+    shape = tuple(int(n) for n in image.shape)
+    return WriteReport(str(out), shape, total, len(pending), total - len(pending), len(shapes))
+
+
+def finished_report(path: str | os.PathLike[str]) -> WriteReport:
+    """What earlier runs wrote into a finished output, read back from its attributes."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    total = int(_read_tilesr_attrs(Path(path)).get("chunks_total", 0))
+    levels = sum(1 for _ in group.array_keys())
+    shape = tuple(int(n) for n in group["0"].shape)  # type: ignore[union-attr]
+    return WriteReport(str(path), shape, total, 0, total, levels)
 
 
 def _write_blocks(

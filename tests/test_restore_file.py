@@ -10,11 +10,11 @@ import pytest
 import tifffile
 import zarr
 
-from tilesr.engine.pipeline import restore_file
 from tilesr.engine.restore import restore
 from tilesr.errors import TilesrError
 from tilesr.io import open_image, write_ome_zarr
 from tilesr.io import restored as restored_mod
+from tilesr.restore_file import restore_file
 
 FAST = {"steps": 3, "sampler": "ddim", "block_size": 48, "progress": False}
 

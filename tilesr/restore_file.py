@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     import dask.array as da
 
     from tilesr.denoisers.base import Denoiser
+    from tilesr.io.restored import WriteReport
 
 NAN_POLICIES = ("refuse", "zero", "mean")
 OUTPUT_DTYPES = ("float32", "input")
 #: where a bundled default model is looked up when ``model`` is None
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "bundled" / "default.onnx"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def restore_file(
     """
     from tilesr.io import open_image
     from tilesr.io.ome_writer import check_format
-    from tilesr.io.restored import OutputState, output_state
+    from tilesr.io.restored import OutputState, finished_report, output_state
 
     start = time.perf_counter()
     if nan_policy not in NAN_POLICIES:
@@ -191,7 +192,9 @@ def restore_file(
     # or mismatched output the passes over the input
     state = output_state(out, request, overwrite=overwrite, resume=resume)
     if state is OutputState.COMPLETE:
-        return _complete_report(src, out, image.axes, tuple(image.data.shape), start)
+        return _report(
+            src, image.axes, tuple(image.data.shape), finished_report(out), start, complete=True
+        )
 
     from tilesr.engine.progress import progress_context
     from tilesr.engine.restore import check_request_size, restore
@@ -267,19 +270,7 @@ def restore_file(
                 resume=resume,
                 on_skip=skipped,
             )
-    status = "resumed" if report.chunks_skipped else "written"
-    return RestoreReport(
-        input_path=str(src),
-        output_path=str(out),
-        input_shape=tuple(int(n) for n in image.data.shape),
-        output_shape=tuple(int(n) for n in result.image.shape),
-        axes=image.axes,
-        chunks_total=report.chunks_total,
-        chunks_written=report.chunks_written,
-        chunks_skipped=report.chunks_skipped,
-        seconds=time.perf_counter() - start,
-        status=status,
-    )
+    return _report(src, image.axes, tuple(image.data.shape), report, start)
 
 
 def _check_paths(src: Path, out: Path) -> None:
@@ -352,27 +343,30 @@ def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
     return da.where(finite, data, fill).astype(data.dtype)
 
 
-def _complete_report(
-    src: Path, out: Path, axes: str, shape: tuple[int, ...], start: float
+def _report(
+    src: Path,
+    axes: str,
+    input_shape: tuple[int, ...],
+    written: WriteReport,
+    start: float,
+    *,
+    complete: bool = False,
 ) -> RestoreReport:
-    """Report for a resumed output that is already finished (read back from its attributes)."""
-    import zarr
-
-    group = zarr.open_group(str(out), mode="r")
-    meta: Any = group.attrs.get("tilesr", {})
-    total = int(meta.get("chunks_total", 0))
-    level0: Any = group["0"]
+    """The report of a run from what the writer did (or found already done)."""
+    status = "resumed" if written.chunks_skipped else "written"
+    if complete:
+        status = "already complete"
     return RestoreReport(
         input_path=str(src),
-        output_path=str(out),
-        input_shape=shape,
-        output_shape=tuple(int(n) for n in level0.shape),
+        output_path=written.path,
+        input_shape=tuple(int(n) for n in input_shape),
+        output_shape=written.shape,
         axes=axes,
-        chunks_total=total,
-        chunks_written=0,
-        chunks_skipped=total,
+        chunks_total=written.chunks_total,
+        chunks_written=written.chunks_written,
+        chunks_skipped=written.chunks_skipped,
         seconds=time.perf_counter() - start,
-        status="already complete",
+        status=status,
     )
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tilesr.engine import restore
-from tilesr.engine.seams import seam_ratio, tile_edges
+from tilesr.seams import seam_ratio, tile_edges
 
-BPAE = Path(__file__).resolve().parents[3] / "shared" / "data" / "bpae" / "BPAE_actin.tif"
+BPAE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bpae" / "BPAE_actin.tif"
 
 
 @pytest.fixture(scope="module")
