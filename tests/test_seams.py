@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tilesr.engine import restore
+from tilesr.options import RestoreOptions
 from tilesr.seams import seam_ratio, tile_edges
 
 BPAE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bpae" / "BPAE_actin.tif"
@@ -24,8 +25,12 @@ def actin():
 
 
 def _ratio(models, image, *, fuse, overlap):
-    res = restore(da.from_array(image), models["spatial1"], steps=10, fuse=fuse, overlap=overlap)
-    edges = tile_edges(image.shape[0], res.settings["tile"], overlap)
+    res = restore(
+        da.from_array(image),
+        models["spatial1"],
+        RestoreOptions(steps=10, fuse=fuse, overlap=overlap),
+    )
+    edges = tile_edges(image.shape[0], res.plan.tile_size, overlap)
     return seam_ratio(res.image.compute(), edges, edges)
 
 

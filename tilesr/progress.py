@@ -1,15 +1,16 @@
-"""A tqdm progress bar counting restored tiles, fed from inside the block tasks.
+"""Progress bars fed from inside dask tasks, on any scheduler: tilesr's one progress mechanism.
 
-Block tasks call :func:`tile_reporter` and report each network batch as a fraction of
-a tile (a tile counts as done when all its samples have been through every step), so
-the bar moves during long blocks instead of once per block. Where the report goes
-depends on where the task runs:
+A :class:`Progress` is handed explicitly to the tasks that do the work (the engine's
+block tasks through the plan, the one-shot writer's chunk tasks); a task takes a
+:meth:`Progress.reporter` and calls it with the amount done (a fraction of a tile after
+each network batch, so the bar moves during long blocks). Where the amount goes depends
+on where the task runs:
 
-* the local threaded (or synchronous) scheduler: tasks run in this process and update
-  the bars opened by :func:`progress_context` directly;
-* a ``distributed`` cluster: tasks run in worker processes and send their counts as
-  cluster events (``Worker.log_event``, throttled); :func:`progress_context`
-  subscribes to them through the active client.
+* in this process (the threaded or synchronous scheduler): straight to the bar that
+  :meth:`Progress.shown` opened;
+* in a ``distributed`` worker: as a cluster event on the Progress's own topic
+  (``Worker.log_event``, throttled), which :meth:`Progress.shown` receives through the
+  active client.
 
 This replaces per-task dask callbacks (``dask.callbacks.Callback`` only sees local
 schedulers; ``distributed.progress`` needs futures and counts tasks, not tiles).
@@ -19,21 +20,124 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-EVENT_TOPIC = "tilesr-progress"
 _FLUSH_SECONDS = 0.5
 
-_BARS: list[Any] = []
-_BARS_LOCK = threading.Lock()
+
+class Reporter(Protocol):
+    """What a task calls: ``report(amount)`` as work is done, ``report.flush()`` at its end."""
+
+    def __call__(self, amount: float) -> None: ...
+
+    def flush(self) -> None: ...
 
 
-def _local_update(amount: float) -> None:
-    with _BARS_LOCK:
-        for bar in _BARS:
-            bar.update(amount)
+class Progress:
+    """A progress bar that tasks update wherever they run.
+
+    Parameters
+    ----------
+    unit, desc
+        The bar's unit and label (``tile``/``restoring`` for the engine).
+    """
+
+    def __init__(self, *, unit: str = "tile", desc: str = "restoring") -> None:
+        self.unit, self.desc = unit, desc
+        self.topic = f"tilesr-progress-{uuid.uuid4().hex}"
+        self._bar: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a task on a cluster worker reports by event; the bar stays in this process
+        return {"unit": self.unit, "desc": self.desc, "topic": self.topic}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _bar=None, _lock=threading.Lock())
+
+    @property
+    def done(self) -> float:
+        """The amount the open bar shows (0 when none is open)."""
+        return float(self._bar.n) if self._bar is not None else 0.0
+
+    def update(self, amount: float) -> None:
+        """Add ``amount`` to the bar shown in this process (e.g. work found already done)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.update(amount)
+
+    def reporter(self) -> Reporter:
+        """A reporter for one task: direct in this process, throttled events on a worker."""
+        worker = _current_worker()
+        return _EventReporter(worker, self.topic) if worker is not None else _LocalReporter(self)
+
+    @contextmanager
+    def shown(self, total: float) -> Iterator[Progress]:
+        """Show a tqdm bar over ``total`` while the block is open."""
+        from tqdm.auto import tqdm
+
+        client = _current_client()
+        with tqdm(total=total, unit=self.unit, desc=self.desc, dynamic_ncols=True) as bar:
+            if client is not None:
+
+                def handler(event: Any) -> None:
+                    self.update(float(event[1].get("amount", 0.0)))
+
+                client.subscribe_topic(self.topic, handler)
+            self._bar = bar
+            try:
+                yield self
+            finally:
+                self._bar = None
+                if client is not None:
+                    client.unsubscribe_topic(self.topic)
+
+
+class _LocalReporter:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def __call__(self, amount: float) -> None:
+        self._progress.update(amount)
+
+    def flush(self) -> None:
+        return None
+
+
+class _EventReporter:
+    """Accumulates a task's amounts and sends them as cluster events every half second."""
+
+    def __init__(self, worker: Any, topic: str) -> None:
+        self._worker, self._topic = worker, topic
+        self._pending = 0.0
+        self._last = time.monotonic()
+
+    def __call__(self, amount: float) -> None:
+        self._pending += amount
+        if time.monotonic() - self._last >= _FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._worker.log_event(self._topic, {"amount": self._pending})
+            self._pending = 0.0
+            self._last = time.monotonic()
+
+
+def reporter_of(progress: Progress | None) -> Reporter:
+    """``progress.reporter()``, or one that reports nowhere."""
+    return progress.reporter() if progress is not None else _Nowhere()
+
+
+class _Nowhere:
+    def __call__(self, amount: float) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
 
 
 def _current_worker() -> Any:
@@ -45,34 +149,6 @@ def _current_worker() -> Any:
         return None
 
 
-class _Reporter:
-    """Accumulates tile counts in a task and forwards them (throttled on a cluster)."""
-
-    def __init__(self) -> None:
-        self._worker = _current_worker()
-        self._pending = 0.0
-        self._last = time.monotonic()
-
-    def __call__(self, amount: float) -> None:
-        if self._worker is None:
-            _local_update(amount)
-            return
-        self._pending += amount
-        if time.monotonic() - self._last >= _FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._worker is not None and self._pending:
-            self._worker.log_event(EVENT_TOPIC, {"tiles": self._pending})
-            self._pending = 0.0
-            self._last = time.monotonic()
-
-
-def tile_reporter() -> _Reporter:
-    """A callable ``report(tiles: float)`` for one block task; call ``.flush()`` at its end."""
-    return _Reporter()
-
-
 def _current_client() -> Any:
     try:
         from distributed import default_client
@@ -80,52 +156,3 @@ def _current_client() -> Any:
         return default_client()
     except (ImportError, ValueError):
         return None
-
-
-@contextmanager
-def progress_context(
-    total_tiles: float, enabled: bool = True, *, desc: str = "restoring"
-) -> Iterator[Any]:
-    """Show a tqdm bar over ``total_tiles`` tiles (with tiles/s) while the block is open.
-
-    Parameters
-    ----------
-    total_tiles
-        Tiles to restore, e.g. ``RestoreResult.settings["tiles"]`` (summed over the
-        arrays computed inside the block).
-    enabled
-        False: do nothing (for ``--no-progress`` and tests).
-    desc
-        Label of the bar.
-
-    Yields
-    ------
-    tqdm or None
-        The bar (``bar.update(tiles)`` accounts for work done elsewhere, e.g. blocks
-        a resumed run skips), or None when disabled.
-    """
-    if not enabled:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_tiles, unit="tile", desc=desc, dynamic_ncols=True)
-    client = _current_client()
-    handler = None
-    if client is not None:
-
-        def handler(event: Any) -> None:
-            _, message = event
-            bar.update(float(message.get("tiles", 0.0)))
-
-        client.subscribe_topic(EVENT_TOPIC, handler)
-    with _BARS_LOCK:
-        _BARS.append(bar)
-    try:
-        yield bar
-    finally:
-        with _BARS_LOCK:
-            _BARS.remove(bar)
-        if client is not None:
-            client.unsubscribe_topic(EVENT_TOPIC)
-        bar.close()

@@ -1,31 +1,36 @@
 """File to file: read an image lazily, restore it block by block, write a resumable OME-Zarr.
 
 ``restore_file`` is what ``tilesr restore`` runs. The order of work matters for large
-inputs: everything that can be refused cheaply (paths, options, an existing output) is
-checked before any pixel is read; then one pass checks for non-finite values (floating
-point input only), one strided pass finds the intensity range (inside :func:`restore`),
-and finally each output block is computed once and written with its uncertainty.
+inputs: everything that can be refused cheaply (options, paths, the model, the plan, an
+existing output) is checked before any pixel is read; then one pass checks for
+non-finite values (floating point input only), one strided pass finds the intensity
+range, and finally each output block is computed once and written with its uncertainty.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
 
 if TYPE_CHECKING:
     import dask.array as da
 
     from tilesr.denoisers.base import Denoiser
-    from tilesr.io.restored import WriteReport
+    from tilesr.engine.model import EngineModel
+    from tilesr.engine.plan import RestorePlan
+    from tilesr.engine.restore import RestoreResult
+    from tilesr.io import InputImage
+    from tilesr.io.restored import OutputState, WriteReport
+    from tilesr.progress import Progress
 
-NAN_POLICIES = ("refuse", "zero", "mean")
-OUTPUT_DTYPES = ("float32", "input")
 #: where a bundled default model is looked up when ``model`` is None
 DEFAULT_MODEL = Path(__file__).resolve().parent / "bundled" / "default.onnx"
 
@@ -76,25 +81,9 @@ class RestoreReport:
 def restore_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
+    options: RestoreOptions | None = None,
     *,
-    model: str | os.PathLike[str] | Denoiser | None = None,
-    axes: str | None = None,
-    level: int = 0,
-    samples: int | None = None,
-    steps: int | None = None,
-    sampler: str | None = None,
-    seed: int = 0,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    batch_size: int | None = None,
-    block_size: int | None = None,
-    fuse: str = "step",
-    uncertainty: bool | None = None,
-    skip_background: float | None = None,
-    strength: float | None = None,
-    nan_policy: str = "refuse",
-    dtype: str = "float32",
-    zarr_format: int = 3,
+    model: str | os.PathLike[str] | Denoiser | EngineModel | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -108,23 +97,13 @@ def restore_file(
         OME-Zarr, zarr or TIFF image (see :func:`tilesr.io.open_image`).
     output_path
         Output OME-Zarr folder; layout in :mod:`tilesr.io.restored`.
+    options
+        What to restore and how (:class:`~tilesr.options.RestoreOptions`, including the
+        file options: the input's ``axes`` and ``level``, ``nan_policy``, the output
+        ``dtype`` and ``zarr_format``); None: every default.
     model
-        Exported ``.onnx`` model or a Denoiser; None: the bundled default model.
-    axes, level
-        Override the input's axes; pyramid level of the input to restore.
-    samples, steps, sampler, seed, tile_size, overlap, batch_size, block_size, fuse, \
-    skip_background, strength
-        Passed to :func:`tilesr.engine.restore.restore`.
-    uncertainty
-        Also write the per-pixel std over samples; None: when more than one sample is
-        taken (``samples``, or the model's default).
-    nan_policy
-        Non-finite input pixels: ``"refuse"`` (error), ``"zero"`` or ``"mean"`` (replace
-        them by 0 or by the mean of the finite pixels). Costs one pass over float input.
-    dtype
-        ``"float32"`` or ``"input"`` (the input's pixel type, rounded and clipped).
-    zarr_format
-        3 (OME-NGFF 0.5) or 2 (OME-NGFF 0.4).
+        Exported ``.onnx`` model, a Denoiser or a model already opened
+        (:func:`tilesr.engine.model.open_model`); None: the bundled default model.
     scheduler
         None (local threads), ``"local-cluster:N"`` or a dask scheduler address.
     overwrite
@@ -144,133 +123,111 @@ def restore_file(
     TilesrError
         For unreadable input, bad options, a refused output path or a settings mismatch.
     """
+    from tilesr.engine.model import open_model
+    from tilesr.engine.plan import make_plan
+    from tilesr.engine.scheduling import worker_threads
     from tilesr.io import open_image
-    from tilesr.io.ome_writer import check_format
     from tilesr.io.restored import OutputState, finished_report, output_state
+    from tilesr.progress import Progress
 
     start = time.perf_counter()
-    if nan_policy not in NAN_POLICIES:
-        raise TilesrError(
-            f"nan policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}"
-        )
-    if dtype not in OUTPUT_DTYPES:
-        raise TilesrError(f"output dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {dtype!r}")
-    check_format(zarr_format)
+    options = options or RestoreOptions()
     src, out = Path(input_path), Path(output_path)
     _check_paths(src, out)
-    model_ref, model_sha = _resolve_model(model)
-    image = open_image(src, axes=axes, level=level)
-    meta = _model_metadata(model_ref)
-    # the effective sampling (the model's defaults filled in) is what a resume must match
-    samples = meta.samples if samples is None else samples
-    steps = meta.steps if steps is None else steps
-    sampler = meta.sampler if sampler is None else sampler
-    with_unc = samples > 1 if uncertainty is None else bool(uncertainty)
-
-    request = {
-        "model_sha256": model_sha,
-        "input_shape": list(image.data.shape),
-        "input_dtype": str(image.data.dtype),
-        "axes": image.axes,
-        "level": level,
-        "samples": samples,
-        "steps": steps,
-        "sampler": sampler,
-        "seed": seed,
-        "tile_size": tile_size,
-        "overlap": overlap,
-        "block_size": block_size,
-        "fuse": fuse,
-        "uncertainty": with_unc,
-        "skip_background": skip_background,
-        "strength": strength,
-        "nan_policy": nan_policy,
-        "dtype": dtype,
-        "zarr_format": zarr_format,
-    }
-    # checked again with the engine's settings below; this early check spares a finished
-    # or mismatched output the passes over the input
-    state = output_state(out, request, overwrite=overwrite, resume=resume)
+    model_ref = _model_or_bundled(model)
+    image = open_image(src, axes=options.axes, level=options.level)
+    opened = open_model(model_ref, threads=options.threads or worker_threads(scheduler))
+    bar = Progress() if progress else None
+    shape = tuple(int(n) for n in image.data.shape)
+    plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
+    fingerprint = _fingerprint(plan, opened, image)
+    # decided once, before any pass over the input: a finished output costs nothing more
+    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
     if state is OutputState.COMPLETE:
-        return _report(
-            src, image.axes, tuple(image.data.shape), finished_report(out), start, complete=True
-        )
+        return _report(src, image.axes, shape, finished_report(out), start, complete=True)
+    written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
+    return _report(src, image.axes, shape, written, start)
 
-    from tilesr.engine.progress import progress_context
-    from tilesr.engine.restore import check_request_size, restore
+
+def _restore_and_write(
+    src: Path,
+    out: Path,
+    image: InputImage,
+    model: EngineModel,
+    plan: RestorePlan,
+    state: OutputState,
+    fingerprint: dict[str, Any],
+    scheduler: str | None,
+) -> WriteReport:
+    """The passes over the input, then every block computed once and written."""
+    from tilesr.engine.restore import restore_planned
     from tilesr.engine.scheduling import scheduler_context
     from tilesr.io.restored import write_restored
 
-    # refuse an absurd shape before the passes over the input below, not after them
-    check_request_size(
-        tuple(image.data.shape),
-        meta,
-        tile_size=tile_size,
-        overlap=overlap,
-        block_size=block_size,
-        fuse=fuse,
-    )
-    with scheduler_context(scheduler) as info:
-        data = _handle_non_finite(image.data, nan_policy, source=str(src))
-        result = restore(
-            data,
-            model_ref,
+    with scheduler_context(scheduler):
+        data = _handle_non_finite(image.data, plan.options.nan_policy, source=str(src))
+        result = restore_planned(data, model, plan)
+        intensity = [result.intensity_range.low, result.intensity_range.high]
+        write = partial(
+            write_restored,
+            out,
+            result.image,
+            result.uncertainty,
+            state=state,
             axes=image.axes,
-            samples=samples,
-            steps=steps,
-            sampler=sampler,
-            seed=seed,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            block_size=block_size,
-            fuse=fuse,
-            uncertainty=with_unc,
-            skip_background=skip_background,
-            strength=strength,
-            threads=info.threads_per_worker if isinstance(model_ref, str) else None,
+            pixel_sizes={
+                a: (s / plan.scale if a in "yx" else s) for a, s in image.pixel_sizes.items()
+            },
+            units=image.units,
+            dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
+            zarr_format=plan.options.zarr_format,
+            # what only the pixels tell, checked before a resumed output is continued
+            fingerprint={**fingerprint, "intensity_range": intensity},
+            provenance=_provenance(src, image, model, result),
         )
-        scale = result.metadata.scale
-        sizes = {a: (s / scale if a in "yx" else s) for a, s in image.pixel_sizes.items()}
-        rng = result.intensity_range
-        settings = {k: v for k, v in result.settings.items() if k != "tiles"}
-        fingerprint = {**request, "settings": settings, "intensity_range": [rng.low, rng.high]}
-        total = 1
-        for n in result.image.numblocks:
-            total *= n
-        provenance = {
-            "version": _version(),
-            "input": str(src.resolve()),
-            "input_kind": image.kind,
-            "model": model_ref if isinstance(model_ref, str) else type(model_ref).__name__,
-            "model_sha256": model_sha,
-            "settings": result.settings,
-            "intensity_range": [rng.low, rng.high],
-            "chunks_total": total,
-        }
-        tiles = float(result.settings.get("tiles", 0))
-        with progress_context(tiles, enabled=progress) as bar:
+        if plan.progress is None:
+            return write()
+        with plan.progress.shown(result.tiles):
+            return write(on_skip=partial(_advance, plan.progress, result.block_tiles))
 
-            def skipped(finished: list[tuple[int, ...]]) -> None:
-                if bar is not None:
-                    bar.update(float(sum(result.block_tiles.get(idx, 0) for idx in finished)))
 
-            report = write_restored(
-                out,
-                result.image,
-                result.uncertainty,
-                axes=image.axes,
-                pixel_sizes=sizes,
-                units=image.units,
-                dtype=image.data.dtype if dtype == "input" else "float32",
-                zarr_format=zarr_format,
-                fingerprint=fingerprint,
-                provenance=provenance,
-                overwrite=overwrite,
-                resume=resume,
-                on_skip=skipped,
-            )
-    return _report(src, image.axes, tuple(image.data.shape), report, start)
+def _fingerprint(plan: RestorePlan, model: EngineModel, image: InputImage) -> dict[str, Any]:
+    """What a resumed run must match (the input's intensity range is added once known)."""
+    return {
+        "input_shape": list(image.data.shape),
+        "input_dtype": str(image.data.dtype),
+        "model_file_sha256": model.file_sha256,
+        "model_weights_sha256": model.weights_sha256,
+        **plan.record(),
+    }
+
+
+def _provenance(
+    src: Path, image: InputImage, model: EngineModel, result: RestoreResult
+) -> dict[str, Any]:
+    """The tilesr attributes of the output besides its status and fingerprint."""
+    from tilesr import __version__
+
+    intensity = result.intensity_range
+    return {
+        "version": __version__,
+        "input": str(src.resolve()),
+        "input_kind": image.kind,
+        "model": model.name,
+        "model_file_sha256": model.file_sha256,
+        "model_weights_sha256": model.weights_sha256,
+        "settings": result.plan.record(),
+        "tiles": result.tiles,
+        "intensity_range": [intensity.low, intensity.high],
+        "chunks_total": math.prod(result.image.numblocks),
+    }
+
+
+def _advance(
+    progress: Progress, block_tiles: dict[tuple[int, ...], int], finished: list[tuple[int, ...]]
+) -> None:
+    """Blocks an earlier run finished count as done on the bar (by their tiles)."""
+    progress.update(float(sum(block_tiles.get(idx, 0) for idx in finished)))
 
 
 def _check_paths(src: Path, out: Path) -> None:
@@ -286,37 +243,17 @@ def _check_paths(src: Path, out: Path) -> None:
         raise TilesrError(f"input {src} lies inside the output {out}; choose another path")
 
 
-def _resolve_model(model: str | os.PathLike[str] | Denoiser | None) -> tuple[Any, str]:
-    """The model as the engine takes it (a path string or a Denoiser) and its identity hash."""
+def _model_or_bundled(model: str | os.PathLike[str] | Denoiser | EngineModel | None) -> Any:
+    """The model as given (a path must be a file), or the bundled default model."""
     if model is None:
         if not DEFAULT_MODEL.exists():
             raise TilesrError("no model given and no bundled default model; pass --model M.onnx")
-        model = DEFAULT_MODEL
+        return str(DEFAULT_MODEL)
     if isinstance(model, str | os.PathLike):
-        path = Path(model)
-        if not path.is_file():
-            raise TilesrError(f"model {str(path)!r} does not exist")
-        return str(path), _file_sha256(path)
-    meta = getattr(model, "metadata", None)
-    sha = getattr(meta, "weights_sha256", "") or f"{type(model).__module__}.{type(model).__name__}"
-    return model, sha
-
-
-def _model_metadata(model: Any) -> Any:
-    """The ModelMetadata of a model path (session cached for the engine) or Denoiser."""
-    if isinstance(model, str):
-        from tilesr.denoisers.onnx_backend import OnnxDenoiser
-
-        return OnnxDenoiser(model, threads=1).metadata
-    return model.metadata
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        if not Path(model).is_file():
+            raise TilesrError(f"model {str(model)!r} does not exist")
+        return str(model)
+    return model
 
 
 def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
@@ -368,9 +305,3 @@ def _report(
         seconds=time.perf_counter() - start,
         status=status,
     )
-
-
-def _version() -> str:
-    from tilesr import __version__
-
-    return __version__

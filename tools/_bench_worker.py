@@ -37,7 +37,6 @@ class CountingDenoiser:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.metadata = inner.metadata
-        self.provider = getattr(inner, "provider", "")  # the engine's batch default reads it
         self.batches: list[int] = []
         self.seconds = 0.0
         self._lock = threading.Lock()
@@ -84,7 +83,7 @@ def tight_loop(session: Any, meta: Any, batches: list[int], tile: int, workers: 
 
 
 def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str, Any]:
-    """Tiles the engine plans per block (with halos) and tiles of the bare global grid."""
+    """Tiles the engine plans per block (with its context) and tiles of the bare global grid."""
     import dask.array as da
 
     from tilesr.data.normalize import IntensityRange
@@ -96,18 +95,18 @@ def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str,
         model,
         intensity_range=IntensityRange(0.0, 1.0),
     )
-    block, halo = int(lazy.settings["block"]), int(lazy.settings["halo"])
+    block, context = lazy.plan.block_size, lazy.plan.context
     hr = (lr_shape[0] * meta.scale, lr_shape[1] * meta.scale)
     per_block = [
         len(
             plan_block(
-                0, (by, bx), hr, lr_shape, meta.scale, meta.tile_size, meta.overlap, halo
+                0, (by, bx), hr, lr_shape, meta.scale, meta.tile_size, meta.overlap, context
             ).tiles
         )
         for by in block_spans(hr[0], block)
         for bx in block_spans(hr[1], block)
     ]
-    assert sum(per_block) == lazy.settings["tiles"], (per_block, lazy.settings["tiles"])
+    assert sum(per_block) == lazy.tiles, (per_block, lazy.tiles)
     grid = tile_grid(hr, meta.tile_size, meta.overlap)
     return {
         "engine_tiles": sum(per_block),
@@ -115,7 +114,7 @@ def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str,
         "grid_tiles": len(grid),
         "blocks": len(per_block),
         "block": block,
-        "halo": halo,
+        "context": context,
     }
 
 
@@ -129,16 +128,18 @@ def expected_batches(block_tiles: list[int], samples: int, steps: int, batch: in
 
 
 def task_engine(args: dict[str, Any]) -> dict[str, Any]:
-    from tilesr.denoisers.onnx_backend import OnnxDenoiser
-    from tilesr.engine.scheduling import default_workers, threads_per_worker
+    from tilesr.engine.model import open_model
+    from tilesr.engine.scheduling import default_workers, worker_threads
     from tilesr.io import open_image
+    from tilesr.options import RestoreOptions
     from tilesr.restore_file import restore_file
 
-    threads = threads_per_worker()
-    inner = OnnxDenoiser(args["model"], threads=threads)
-    meta = inner.metadata
+    threads = worker_threads()
+    opened = open_model(args["model"], threads=threads)
+    inner, meta = opened.denoiser, opened.metadata
     counting = CountingDenoiser(inner)
-    batch = int(args.get("batch_size") or 8)
+    # the engine's default for the provider that runs the model, passed on explicitly
+    batch = int(args.get("batch_size") or opened.default_batch_size())
     x = np.zeros((batch, 1, meta.tile_size, meta.tile_size), np.float32)
     inner.predict(x, x, np.zeros(batch, np.float32))  # session built and warm
 
@@ -154,16 +155,11 @@ def task_engine(args: dict[str, Any]) -> dict[str, Any]:
         )
         before = tight_loop(inner.session, meta, expected, meta.tile_size, workers)
     start = time.perf_counter()
+    options = RestoreOptions(
+        samples=args["samples"], steps=args["steps"], sampler=args["sampler"], batch_size=batch
+    )
     report = restore_file(
-        args["input"],
-        args["output"],
-        model=counting,
-        samples=args["samples"],
-        steps=args["steps"],
-        sampler=args["sampler"],
-        batch_size=args.get("batch_size"),
-        overwrite=True,
-        progress=False,
+        args["input"], args["output"], options, model=counting, overwrite=True, progress=False
     )
     wall = time.perf_counter() - start
     out = {

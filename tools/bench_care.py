@@ -151,18 +151,17 @@ def restore_one(lr: np.ndarray, model: Path, setting: Setting, threads: int):
     import dask
 
     start = time.perf_counter()
-    result = tilesr.restore(
-        lr.astype(np.float32),
-        str(model),
+    options = tilesr.RestoreOptions(
         sampler=setting.sampler,
         steps=setting.steps,
         samples=setting.samples,
         uncertainty=True,
         threads=threads,
     )
+    result = tilesr.restore(lr.astype(np.float32), str(model), options)
     with dask.config.set(scheduler="synchronous"):
         mean, std = dask.compute(result.image, result.uncertainty)
-    settings = result.settings
+    settings = result.plan.record()  # the effective sampling: the model's defaults filled in
     return np.asarray(mean), np.asarray(std), time.perf_counter() - start, settings
 
 

@@ -30,7 +30,7 @@ import tifffile
 from _bench_common import BUNDLED_MODEL, REPO, machine_info, now_iso, replace_region
 
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
-from tilesr.engine import restore
+from tilesr.engine import RestoreOptions, restore
 from tilesr.seams import seam_ratio, tile_edges
 
 IMAGE = REPO.parent / "shared" / "data" / "bpae" / "BPAE_actin.tif"
@@ -65,16 +65,10 @@ def main() -> None:
             ("fuse=final, overlap 0 (control)", "final", 0),
         ):
             t0 = time.perf_counter()
-            res = restore(
-                lr,
-                args.model,
-                samples=args.samples,
-                steps=args.steps,
-                overlap=overlap,
-                block_size=block,
-                fuse=fuse,
-                seed=0,
+            options = RestoreOptions(
+                samples=args.samples, steps=args.steps, overlap=overlap, block_size=block, fuse=fuse
             )
+            res = restore(lr, args.model, options)
             out = np.asarray(res.image.compute())
             h, w = out.shape
             tiles_y = tile_edges(h, meta.tile_size, overlap)

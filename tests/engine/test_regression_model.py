@@ -18,6 +18,7 @@ from tilesr.data.conditioning import conditioning
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine import restore
 from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
 
 SHAPE = (61, 75)
 
@@ -58,10 +59,10 @@ class Counting:
 
 def test_one_network_evaluation_per_tile(model, lr):
     den = Counting(OnnxDenoiser(model))
-    res = restore(lr, den, batch_size=3)
+    res = restore(lr, den, RestoreOptions(batch_size=3))
     image = res.image.compute(scheduler="synchronous")
-    assert res.settings["tiles"] == den.tiles and res.settings["steps"] == 1
-    assert res.settings["samples"] == 1
+    assert res.tiles == den.tiles and res.plan.options.steps == 1
+    assert res.plan.options.samples == 1
     assert image.shape == (2 * SHAPE[0], 2 * SHAPE[1])
 
 
@@ -80,9 +81,11 @@ def test_tiled_output_is_the_blended_regression_of_the_whole_image(model, lr):
 
 
 def test_bit_identical_whatever_the_chunking_and_batch(model, lr):
-    ref = restore(lr, model, block_size=48).image.compute()
+    ref = restore(lr, model, RestoreOptions(block_size=48)).image.compute()
     for chunks, batch in (((13, 29), 1), ((61, 7), 5)):
-        res = restore(da.from_array(lr, chunks=chunks), model, block_size=48, batch_size=batch)
+        res = restore(
+            da.from_array(lr, chunks=chunks), model, RestoreOptions(block_size=48, batch_size=batch)
+        )
         with dask.config.set(scheduler="threads"):
             assert np.array_equal(res.image.compute(), ref)
 
@@ -93,7 +96,7 @@ def test_bit_identical_whatever_the_chunking_and_batch(model, lr):
 )
 def test_sampling_options_are_refused_for_a_regression_model(model, lr, option, message):
     with pytest.raises(TilesrError, match=f"regression model.*{message}"):
-        restore(lr, model, **option)
+        restore(lr, model, RestoreOptions(**option))
 
 
 def test_cli_restores_with_a_regression_model(model, lr, tmp_path):

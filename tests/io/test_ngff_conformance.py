@@ -15,6 +15,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Multiscales, Reader
 
 from tilesr.io import write_ome_zarr, write_restored
+from tilesr.io.restored import OutputState
 
 
 def _read(path):
@@ -51,6 +52,7 @@ def test_a_restored_output_reads_back_in_ome_zarr(tmp_path, zarr_format, version
         axes="yx",
         zarr_format=zarr_format,
         fingerprint={"k": 1},
+        state=OutputState.NEW,
     )
     found, node = _read(out)
     assert found == version

@@ -23,6 +23,7 @@ from tilesr.data.resize import upsample_bicubic
 from tilesr.engine.blending import tile_weight, weight_sum
 from tilesr.engine.restore import plan_block, restore
 from tilesr.engine.tiling import block_spans
+from tilesr.options import RestoreOptions
 
 
 def _tile_and_overlap(data, tile):
@@ -128,12 +129,9 @@ def test_identity_model_restores_the_upsampled_input(
     result = restore(
         da.from_array(lr, chunks=(chunk_y, chunk_x)),
         str(identity_models[(scale, tile, overlap)]),
-        steps=3,
-        sampler=sampler,
-        fuse=fuse,
-        samples=samples,
-        seed=seed % 1000,
-        block_size=block,
+        RestoreOptions(
+            steps=3, sampler=sampler, fuse=fuse, samples=samples, seed=seed % 1000, block_size=block
+        ),
         intensity_range=window,
     )
     out = result.image.compute()
