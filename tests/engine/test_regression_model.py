@@ -71,13 +71,13 @@ def test_tiled_output_is_the_blended_regression_of_the_whole_image(model, lr):
 
     res = restore(lr, model)
     image = res.image.compute()
-    rng = res.intensity_range
-    cond = conditioning(lr, 2, rng)
+    intensity = res.intensity_range
+    cond = conditioning(lr, 2, intensity)
     whole = ndimage.convolve(cond, 0.8 * spatial_kernels()[0, 0], mode="constant")
-    expected = rng.denormalize(np.clip(whole, -1, 1))
+    expected = intensity.denormalize(np.clip(whole, -1, 1))
     # tiles zero-pad their 2-px border, where the blend weights are small but not zero
     inner = (slice(4, -4), slice(4, -4))
-    assert np.abs(image - expected)[inner].mean() < 1e-3 * rng.span
+    assert np.abs(image - expected)[inner].mean() < 1e-3 * intensity.span
 
 
 def test_bit_identical_whatever_the_chunking_and_batch(model, lr):

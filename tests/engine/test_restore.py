@@ -31,14 +31,14 @@ def lr():
     return (structure + rng.normal(0, 40, SHAPE)).astype(np.float32)
 
 
-def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, rng=None):
+def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, intensity=None):
     den = OnnxDenoiser(model_path)
     meta = den.metadata
-    rng = rng or percentile_range(lr, meta.norm_low, meta.norm_high)
-    cond = conditioning(lr, meta.scale, rng)
+    intensity = intensity or percentile_range(lr, meta.norm_low, meta.norm_high)
+    cond = conditioning(lr, meta.scale, intensity)
     s = make_sampler(sampler, build_schedule(meta.schedule))
     res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
-    return rng.denormalize(res.mean), res.std * np.float32(rng.span / 2)
+    return intensity.denormalize(res.mean), res.std * np.float32(intensity.span / 2)
 
 
 @pytest.mark.parametrize("scale", [1, 2])
@@ -111,24 +111,24 @@ def test_spatial_model_restores_close_to_the_conditioning(models, lr):
 
 def test_leading_axes_are_planes_with_their_own_noise(models, lr):
     stack = np.stack([lr, lr[::-1], lr * 0.5])
-    rng = IntensityRange(100.0, 1100.0)
+    intensity = IntensityRange(100.0, 1100.0)
     res = restore(
         da.from_array(stack, chunks=(2, 30, 30)),
         models["analytic1"],
         RestoreOptions(axes="zyx", samples=1, steps=STEPS, seed=5, block_size=40),
-        intensity_range=rng,
+        intensity_range=intensity,
     )
     assert res.image.chunks[0] == (1, 1, 1)
     out = res.image.compute()
     for p in range(3):
-        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=p, rng=rng)
+        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=p, intensity=intensity)
         assert np.array_equal(out[p], ref)
     # the plane index is in the noise key: identical inputs do not get identical noise
     twin = restore(
         da.from_array(np.stack([lr, lr])),
         models["analytic1"],
         RestoreOptions(steps=STEPS),
-        intensity_range=rng,
+        intensity_range=intensity,
     ).image.compute()
     assert not np.array_equal(twin[0], twin[1])
 
@@ -175,20 +175,23 @@ class CountingDenoiser:
 def test_skip_background_keeps_the_input_and_saves_work(models):
     img = np.zeros((96, 96), dtype=np.float32)
     img[:, 60:] = np.random.default_rng(0).uniform(500, 1000, (96, 36))
-    rng = IntensityRange(0.0, 1000.0)
+    intensity = IntensityRange(0.0, 1000.0)
     full = CountingDenoiser(OnnxDenoiser(models["spatial1"]))
     ref = restore(
-        da.from_array(img), full, RestoreOptions(steps=3), intensity_range=rng
+        da.from_array(img), full, RestoreOptions(steps=3), intensity_range=intensity
     ).image.compute()
     skip = CountingDenoiser(OnnxDenoiser(models["spatial1"]))
     out = restore(
-        da.from_array(img), skip, RestoreOptions(steps=3, skip_background=0.1), intensity_range=rng
+        da.from_array(img),
+        skip,
+        RestoreOptions(steps=3, skip_background=0.1),
+        intensity_range=intensity,
     ).image.compute()
     assert 0 < skip.tiles < full.tiles
     # columns only dark tiles cover are the input itself
     np.testing.assert_allclose(out[:, :24], 0.0, atol=1e-3)
     # the bright part is restored as without skipping
-    assert np.abs(out[:, 72:] - ref[:, 72:]).mean() < 0.01 * rng.span
+    assert np.abs(out[:, 72:] - ref[:, 72:]).mean() < 0.01 * intensity.span
 
 
 def test_input_percentiles_are_global(models, lr):
@@ -243,14 +246,14 @@ def test_bad_models_raise_tilesr_errors(tmp_path, lr):
 def test_images_smaller_than_a_tile(models, shape):
     # the canvas is padded to a whole tile by reflection; the image part is still exact
     small = np.random.default_rng(2).uniform(0, 100, shape).astype(np.float32)
-    rng = IntensityRange(0.0, 100.0)
+    intensity = IntensityRange(0.0, 100.0)
     res = restore(
         da.from_array(small),
         models["analytic2"],
         RestoreOptions(samples=2, steps=STEPS, seed=5),
-        intensity_range=rng,
+        intensity_range=intensity,
     )
-    ref, _ = _untiled(models["analytic2"], small, samples=2, rng=rng)
+    ref, _ = _untiled(models["analytic2"], small, samples=2, intensity=intensity)
     assert res.image.shape == (2 * shape[0], 2 * shape[1])
     assert np.array_equal(res.image.compute(), ref)
 
@@ -275,11 +278,11 @@ def test_strength_is_applied_like_untiled_sampling(models, lr, fuse):
     )
     assert res.plan.options.strength == 0.4
     den = OnnxDenoiser(models["analytic1"])
-    rng = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
-    cond = conditioning(lr, 1, rng)
+    intensity = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
+    cond = conditioning(lr, 1, intensity)
     s = make_sampler("dpmpp", build_schedule(den.metadata.schedule))
     ref = sample(den, cond, s, n_samples=2, steps=STEPS, seed=5, strength=0.4)
-    assert np.array_equal(res.image.compute(), rng.denormalize(ref.mean))
+    assert np.array_equal(res.image.compute(), intensity.denormalize(ref.mean))
 
 
 def test_bad_strength_is_refused_before_any_work(models, lr):
