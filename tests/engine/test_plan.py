@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tests.onnx_models import regression_model
-from tests.onnx_models import test_metadata as small_metadata
 from tilesr.denoisers import onnx_backend
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine.model import EngineModel, open_model
@@ -69,16 +68,7 @@ def test_geometry_is_checked_against_the_network(models):
 
 
 def test_a_regression_model_takes_its_own_sampling(tmp_path):
-    meta = replace(
-        small_metadata(),
-        objective="regression",
-        prediction="x0",
-        output="x0",
-        sampler="ddim",
-        steps=1,
-        samples=1,
-    )
-    model = open_model(regression_model(tmp_path / "r.onnx", metadata=meta), threads=1)
+    model = open_model(regression_model(tmp_path / "r.onnx"), threads=1)
     plan = make_plan(RestoreOptions(), model, (40, 50))
     assert (plan.options.samples, plan.options.steps, plan.options.sampler) == (1, 1, "ddim")
     assert plan.options.uncertainty is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dask
 import dask.array as da
 import numpy as np
@@ -11,8 +9,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tests.onnx_models import regression_model, spatial_kernels
-from tests.onnx_models import test_metadata as small_metadata
+from tests.onnx_models import regression_metadata, regression_model, spatial_kernels
 from tilesr.cli import main
 from tilesr.data.conditioning import conditioning
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
@@ -25,15 +22,7 @@ SHAPE = (61, 75)
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    meta = replace(
-        small_metadata(scale=2, size_multiple=4),
-        objective="regression",
-        prediction="x0",
-        output="x0",
-        sampler="ddim",
-        steps=1,
-        samples=1,
-    )
+    meta = regression_metadata(scale=2, size_multiple=4)
     return regression_model(tmp_path_factory.mktemp("reg") / "regression.onnx", metadata=meta)
 
 

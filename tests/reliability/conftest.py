@@ -97,3 +97,10 @@ def spawn_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def local_cluster(distributed):
+    """A LocalCluster of two single-threaded worker processes, quiet, no dashboard."""
+    return distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=50
+    )

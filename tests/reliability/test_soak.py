@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.reliability.conftest import read_store, write_tiff
+from tests.reliability.conftest import local_cluster, read_store, write_tiff
 from tilesr.engine.restore import restore
 from tilesr.io import open_image
 from tilesr.io.restored import output_state, write_restored
@@ -57,13 +57,7 @@ def test_many_concurrent_restorations_stay_flat(tmp_path, models):
     refs = [read_store(tmp_path / "ref" / f"{i}.zarr") for i in range(DISTINCT)]
 
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=50,
-        ) as cluster,
+        local_cluster(distributed) as cluster,
         distributed.Client(cluster) as client,
         ThreadPoolExecutor(PER_ROUND) as pool,
     ):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import assert_same_output, tree_digest, write_tiff
+from tests.reliability.conftest import assert_same_output, local_cluster, tree_digest, write_tiff
 from tilesr.options import RestoreOptions
 from tilesr.restore_file import restore_file
 
@@ -30,13 +30,7 @@ def test_worker_killed_mid_restore_is_survived(tmp_path, models):
     done = out / ".tilesr" / "done"
     killed: list[int] = []
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=50,
-        ) as cluster,
+        local_cluster(distributed) as cluster,
         distributed.Client(cluster) as client,
     ):
         pids = client.run(os.getpid)
