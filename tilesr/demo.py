@@ -78,7 +78,6 @@ def run_demo(
         Simulated photon level, 1 (noisiest) to 9 (cleanest).
     """
     from tilesr.engine.model import open_model
-    from tilesr.engine.scheduling import worker_threads
     from tilesr.options import RestoreOptions
     from tilesr.restore_file import DEFAULT_MODEL, restore_file
 
@@ -89,12 +88,12 @@ def run_demo(
     if size < 64:
         raise TilesrError(f"demo size must be at least 64 pixels, got {size}")
     _prepare(out, overwrite=overwrite)
-    opened = open_model(model_path, threads=worker_threads(scheduler))  # once, for both
-    scale = opened.metadata.scale
-    _simulate(out, size - size % scale, scale=scale, noise_level=noise_level, seed=seed)
     options = RestoreOptions(
         samples=samples, steps=steps, sampler=sampler, seed=seed, uncertainty=True
     )
+    opened = open_model(model_path, options, scheduler=scheduler)  # once, for both
+    scale = opened.metadata.scale
+    _simulate(out, size - size % scale, scale=scale, noise_level=noise_level, seed=seed)
     report = restore_file(
         out / "input.ome.zarr",
         out / "restored.ome.zarr",

@@ -125,7 +125,6 @@ def restore_file(
     """
     from tilesr.engine.model import open_model
     from tilesr.engine.plan import make_plan
-    from tilesr.engine.scheduling import worker_threads
     from tilesr.io import open_image
     from tilesr.io.restored import OutputState, finished_report, output_state
     from tilesr.progress import Progress
@@ -136,7 +135,7 @@ def restore_file(
     _check_paths(src, out)
     model_ref = _model_or_bundled(model)
     image = open_image(src, axes=options.axes, level=options.level)
-    opened = open_model(model_ref, threads=options.threads or worker_threads(scheduler))
+    opened = open_model(model_ref, options, scheduler=scheduler)
     bar = Progress() if progress else None
     shape = tuple(int(n) for n in image.data.shape)
     plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)

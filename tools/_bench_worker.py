@@ -135,7 +135,7 @@ def task_engine(args: dict[str, Any]) -> dict[str, Any]:
     from tilesr.restore_file import restore_file
 
     threads = worker_threads()
-    opened = open_model(args["model"], threads=threads)
+    opened = open_model(args["model"], RestoreOptions(threads=threads))
     inner, meta = opened.denoiser, opened.metadata
     counting = CountingDenoiser(inner)
     # the engine's default for the provider that runs the model, passed on explicitly

@@ -17,9 +17,11 @@ from tilesr.engine.plan import BIT_NEUTRAL, make_plan
 from tilesr.errors import TilesrError
 from tilesr.options import RestoreOptions
 
+ONE_THREAD = RestoreOptions(threads=1)
+
 
 def test_defaults_are_filled_in_from_the_model(models):
-    model = open_model(models["analytic2"], threads=1)
+    model = open_model(models["analytic2"], ONE_THREAD)
     plan = make_plan(RestoreOptions(samples=3), model, (40, 50))
     meta = model.metadata
     o = plan.options
@@ -33,7 +35,7 @@ def test_defaults_are_filled_in_from_the_model(models):
 
 
 def test_the_record_is_json_and_leaves_out_only_what_never_changes_a_bit(models):
-    model = open_model(models["analytic2"], threads=1)
+    model = open_model(models["analytic2"], ONE_THREAD)
     plan = make_plan(RestoreOptions(seed=4), model, (3, 40, 50))
     record = plan.record()
     assert json.loads(json.dumps(record)) == record
@@ -45,18 +47,18 @@ def test_the_record_is_json_and_leaves_out_only_what_never_changes_a_bit(models)
 
 
 def test_the_default_batch_follows_the_provider_that_runs(models):
-    cpu = open_model(models["analytic2"], threads=1)
+    cpu = open_model(models["analytic2"], ONE_THREAD)
     on_gpu = replace(cpu, provider="CUDAExecutionProvider")
     assert make_plan(RestoreOptions(), cpu, (40, 50)).batch_size == 8
     assert make_plan(RestoreOptions(), on_gpu, (40, 50)).batch_size == 32
     assert make_plan(RestoreOptions(batch_size=5), on_gpu, (40, 50)).batch_size == 5
     # a Denoiser that is not an ONNX Runtime session: no provider, the CPU default
-    other = open_model(OnnxDenoiser(models["analytic2"]), threads=None)
+    other = open_model(OnnxDenoiser(models["analytic2"]))
     assert other.provider is None and other.default_batch_size() == 8
 
 
 def test_geometry_is_checked_against_the_network(models):
-    model = open_model(models["spatial2"], threads=1)  # size multiple 8
+    model = open_model(models["spatial2"], ONE_THREAD)  # size multiple 8
     with pytest.raises(TilesrError, match="multiple of 8 for this network, got 36"):
         make_plan(RestoreOptions(tile_size=36), model, (40, 50))
     with pytest.raises(TilesrError, match="overlap must be smaller than the tile size"):
@@ -68,7 +70,7 @@ def test_geometry_is_checked_against_the_network(models):
 
 
 def test_a_regression_model_takes_its_own_sampling(tmp_path):
-    model = open_model(regression_model(tmp_path / "r.onnx"), threads=1)
+    model = open_model(regression_model(tmp_path / "r.onnx"), ONE_THREAD)
     plan = make_plan(RestoreOptions(), model, (40, 50))
     assert (plan.options.samples, plan.options.steps, plan.options.sampler) == (1, 1, "ddim")
     assert plan.options.uncertainty is False
@@ -94,6 +96,6 @@ def test_restore_file_opens_the_model_once(tmp_path, models, monkeypatch):
 
 
 def test_an_opened_model_is_passed_through(models):
-    model = open_model(models["analytic2"], threads=1)
-    assert open_model(model, threads=4) is model
+    model = open_model(models["analytic2"], ONE_THREAD)
+    assert open_model(model, RestoreOptions(threads=4)) is model
     assert isinstance(model, EngineModel) and len(model.file_sha256 or "") == 64

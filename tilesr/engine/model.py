@@ -12,6 +12,7 @@ import numpy as np
 from tilesr.denoisers.base import Denoiser
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
+from tilesr.options import RestoreOptions
 
 #: tile-samples per network call by default: a GPU wants larger batches than a CPU
 DEFAULT_BATCH = {"CUDAExecutionProvider": 32}
@@ -62,14 +63,31 @@ class EngineModel:
 
 
 def open_model(
-    model: str | os.PathLike[str] | Denoiser | EngineModel, *, threads: int | None
+    model: str | os.PathLike[str] | Denoiser | EngineModel,
+    options: RestoreOptions | None = None,
+    *,
+    scheduler: str | None = None,
 ) -> EngineModel:
-    """Open an ``.onnx`` file (one ONNX Runtime session per process) or wrap a Denoiser."""
+    """Open an ``.onnx`` file (one ONNX Runtime session per process) or wrap a Denoiser.
+
+    Parameters
+    ----------
+    model
+        The file, a Denoiser, or a model opened already (returned as it is).
+    options
+        What the session is opened with: ``threads`` (None: the cores divided by the
+        workers of ``scheduler``, see :func:`tilesr.engine.scheduling.worker_threads`).
+    scheduler
+        The scheduler the blocks will run on (as ``scheduler_context`` takes it).
+    """
     if isinstance(model, EngineModel):
         return model
     if isinstance(model, str | os.PathLike):
         from tilesr.denoisers.onnx_backend import OnnxDenoiser
+        from tilesr.engine.scheduling import worker_threads
 
+        options = options or RestoreOptions()
+        threads = options.threads or worker_threads(scheduler)
         denoiser = OnnxDenoiser(Path(model), threads=threads)
         sha = file_sha256(Path(denoiser.path))
         return EngineModel(denoiser, os.fspath(model), denoiser.provider, threads, sha)

@@ -290,11 +290,9 @@ def restore(
         Lazy ``image`` (and ``uncertainty``) with chunks ``(1, ..., 1, B, B)``, and the
         plan they follow.
     """
-    from tilesr.engine.scheduling import worker_threads
-
     image = as_image(image)
     options = options or RestoreOptions()
-    opened = open_model(model, threads=options.threads or worker_threads())
+    opened = open_model(model, options)
     plan = make_plan(options, opened, tuple(image.shape), progress=progress)
     return restore_planned(image, opened, plan, intensity_range=intensity_range)
 
