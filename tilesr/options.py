@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.errors import TilesrError
 from tilesr.io.axes import AXIS_LETTERS, check_format
 from tilesr.metadata import SAMPLERS
@@ -67,6 +68,11 @@ class RestoreOptions:
     threads
         ONNX Runtime intra-op threads per block task. None: the cores divided by the
         scheduler's workers. Never changes the result.
+    device
+        Where ONNX Runtime runs the network: ``auto`` (CUDA when this ONNX Runtime has
+        it and it starts, else the CPU), ``cpu`` or ``cuda``. The provider that actually
+        ran is recorded in the output; CPU and CUDA results differ in their last bits,
+        so a resumed run must run on the same one.
     axes
         Names of the input's dimensions (``tczyx`` letters ending with ``yx``). None:
         what the file says; for an array, ``yx``, ``zyx``, ``czyx``, ``tczyx`` by rank.
@@ -89,6 +95,7 @@ class RestoreOptions:
     skip_background: float | None = None
     batch_size: int | None = None
     threads: int | None = None
+    device: str = "auto"
     axes: str | None = None
     level: int = 0
     nan_policy: str = "refuse"
@@ -103,6 +110,7 @@ class RestoreOptions:
         _check_int("level", self.level, low=0)
         _check_choice("sampler", self.sampler, SAMPLERS, optional=True)
         _check_choice("fuse", self.fuse, FUSE_MODES)
+        _check_choice("device", self.device, DEVICES)
         _check_choice("nan policy", self.nan_policy, NAN_POLICIES)
         _check_choice("output dtype", self.dtype, OUTPUT_DTYPES)
         check_format(self.zarr_format)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.io.axes import ZARR_FORMATS
 from tilesr.metadata import SAMPLERS
 from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, RestoreOptions
@@ -69,6 +70,13 @@ from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, RestoreOptio
     type=int,
     default=None,
     help="ONNX Runtime threads per block task (default: the cores divided by the workers).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where ONNX Runtime runs the network (auto: CUDA when available, else the CPU).",
 )
 @click.option(
     "--block-size",

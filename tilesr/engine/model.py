@@ -76,7 +76,8 @@ def open_model(
         The file, a Denoiser, or a model opened already (returned as it is).
     options
         What the session is opened with: ``threads`` (None: the cores divided by the
-        workers of ``scheduler``, see :func:`tilesr.engine.scheduling.worker_threads`).
+        workers of ``scheduler``, see :func:`tilesr.engine.scheduling.worker_threads`)
+        and ``device``.
     scheduler
         The scheduler the blocks will run on (as ``scheduler_context`` takes it).
     """
@@ -88,7 +89,7 @@ def open_model(
 
         options = options or RestoreOptions()
         threads = options.threads or worker_threads(scheduler)
-        denoiser = OnnxDenoiser(Path(model), threads=threads)
+        denoiser = OnnxDenoiser(Path(model), threads=threads, device=options.device)
         sha = file_sha256(Path(denoiser.path))
         return EngineModel(denoiser, os.fspath(model), denoiser.provider, threads, sha)
     if not isinstance(model, Denoiser):
