@@ -646,7 +646,7 @@ def md_peer(sec: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {row['windows_per_step']} | {_f(row['wall_s'], 1)} s | "
             f"{row['peak_rss_mib']:.0f} MiB | {_f(row['wall_s'] / t['wall_s'])} "
-            f"| {'not measured' if diff is None else f'{diff:.4f}'} |"
+            f"| {'not measured' if diff is None else f'{diff:.1e}'} |"
         )
     if r.get("note"):
         lines += ["", f"Note: {r['note']}."]
