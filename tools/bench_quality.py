@@ -119,7 +119,6 @@ def run(args: argparse.Namespace) -> dict:
     strength = meta.strength if args.strength is None else args.strength
     sets = datasets(meta.scale, crop, args.quick)
     results: dict = {"sets": {}, "full_ddpm": {}, "strength_sweep": {}, "strength": strength}
-    n_samples = 8
     steps_list = (5, 10) if args.quick else FAST_STEPS
     # per set, per image: {row name: scores}; the full-schedule table reuses level 5's
     per_image: dict[str, list[dict[str, dict[str, float]]]] = {}
@@ -140,12 +139,22 @@ def run(args: argparse.Namespace) -> dict:
         results["sets"][name] = {k: mean_scores(v) for k, v in rows.items()}
         results["sets"][name]["_n"] = len(pairs)  # type: ignore[assignment]
         print(f"{name}: {len(pairs)} image(s) in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    # the full schedule: one set of 16 samples per image, averages over its first k
-    mid = sets["simulated level 5"][: args.full_ddpm_images]
-    full_rows: dict[str, list[dict[str, float]]] = {}
+    mid = sets["simulated level 5"]
     t0 = time.perf_counter()
-    for i, pair in enumerate(mid):
+    results["full_ddpm"] = full_schedule_rows(
+        den, schedule, mid[: args.full_ddpm_images], per_image["simulated level 5"], args, strength
+    )
+    results["full_ddpm_seconds"] = time.perf_counter() - t0
+    results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
+    results["strength_sweep"] = strength_sweep(den, schedule, mid)
+    return results
+
+
+def full_schedule_rows(den, schedule, pairs, fast_rows, args, strength) -> dict:
+    """One set of 16 full-schedule DDPM samples per image, averages over its first k."""
+    meta = den.metadata
+    full_rows: dict[str, list[dict[str, float]]] = {}
+    for i, pair in enumerate(pairs):
         cond = model_conditioning(pair.lr, meta)
         samples = full_ddpm_samples(
             den, cond, schedule, args.full_ddpm_samples, seed=i, strength=strength
@@ -155,22 +164,23 @@ def run(args: argparse.Namespace) -> dict:
                 full_rows.setdefault(f"ddpm {schedule.num_timesteps} steps, avg {k}", []).append(
                     score(samples[:k].mean(axis=0), pair.hr)
                 )
-        for key, value in per_image["simulated level 5"][i].items():
+        for key, value in fast_rows[i].items():
             full_rows.setdefault(key, []).append(value)
-    results["full_ddpm"] = {k: mean_scores(v) for k, v in full_rows.items()}
-    results["full_ddpm"]["_n"] = len(mid)
-    results["full_ddpm_seconds"] = time.perf_counter() - t0
-    results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
-    # why the model's default strength: dpmpp 10 steps, avg 8, simulated level 5
+    return {**{k: mean_scores(v) for k, v in full_rows.items()}, "_n": len(pairs)}
+
+
+def strength_sweep(den, schedule, pairs) -> dict:
+    """Why the model's default strength: dpmpp 10 steps, avg 8, at four strengths."""
+    meta = den.metadata
     sweep: dict[str, list[dict[str, float]]] = {}
-    for i, pair in enumerate(sets["simulated level 5"]):
+    for i, pair in enumerate(pairs):
         cond = model_conditioning(pair.lr, meta)
         for s in (0.4, 0.6, 0.8, 1.0):
             res = sample(
                 den,
                 cond,
                 make_sampler("dpmpp", schedule, prediction=meta.prediction),
-                n_samples=n_samples,
+                n_samples=8,
                 steps=10,
                 seed=i,
                 strength=s,
@@ -178,8 +188,7 @@ def run(args: argparse.Namespace) -> dict:
             sweep.setdefault(f"dpmpp 10 steps, avg 8, strength {s}", []).append(
                 score(res.mean, pair.hr)
             )
-    results["strength_sweep"] = {k: mean_scores(v) for k, v in sweep.items()}
-    return results
+    return {k: mean_scores(v) for k, v in sweep.items()}
 
 
 def baseline_and_fast_rows(

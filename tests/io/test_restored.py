@@ -45,7 +45,7 @@ def _write(path, image, unc, *, overwrite=False, resume=False, **kwargs):
         "axes": "zyx",
         "pixel_sizes": {"z": 1.0, "y": 0.05, "x": 0.05},
         "units": {"y": "micrometer", "x": "micrometer"},
-        "fingerprint": {"seed": 0, "model_sha256": "abc"},
+        "fingerprint": {"seed": 0, "model_file_sha256": "abc"},
         "provenance": {"model": "m.onnx"},
     }
     options.update(kwargs)
@@ -73,7 +73,7 @@ def test_layout_provenance_and_one_task_per_block(tmp_path):
     meta = group.attrs["tilesr"]
     assert meta["status"] == "complete"
     assert meta["model"] == "m.onnx"
-    assert meta["fingerprint"] == {"seed": 0, "model_sha256": "abc"}
+    assert meta["fingerprint"] == {"seed": 0, "model_file_sha256": "abc"}
     assert not (tmp_path / "out.zarr" / ".tilesr").exists()
 
     out = open_image(tmp_path / "out.zarr")

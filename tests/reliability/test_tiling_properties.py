@@ -43,11 +43,11 @@ def _tile_and_overlap(data, tile):
 def test_blocks_and_their_tiles_cover_every_output_pixel(h, w, scale, tile, block, fused, data):
     overlap = _tile_and_overlap(data, tile)
     hr = (h * scale, w * scale)
-    halo = tile if fused else 0
+    context = tile if fused else 0
     owned = np.zeros(hr, dtype=int)
     for by in block_spans(hr[0], block):
         for bx in block_spans(hr[1], block):
-            job = plan_block(0, (by, bx), hr, (h, w), scale, tile, overlap, halo)
+            job = plan_block(0, (by, bx), hr, (h, w), scale, tile, overlap, context)
             owned[by.slice(), bx.slice()] += 1
             # the canvas holds the block, and the block's pixels are covered by tiles
             (cy, cx) = job.canvas

@@ -1,4 +1,4 @@
-"""Restore one canvas (a block plus its halo) in NumPy: fused tiled diffusion sampling.
+"""Restore one canvas (a block and its context) in NumPy: fused tiled diffusion sampling.
 
 Everything here is a pure function of global coordinates: the tiles come from the
 global grid, the noise is keyed by (seed, stream, step, plane, sample) at global HR

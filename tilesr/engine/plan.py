@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import start_timestep
@@ -38,6 +38,8 @@ MAX_GRAPH_TILES = 2**23
 #: size and the ONNX Runtime thread count (tests/engine/test_restore.py), so they are not
 #: part of the record (outputs made with other values are the same, and resume)
 BIT_NEUTRAL = ("batch_size", "threads")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,23 +70,23 @@ class RestorePlan:
 
     @property
     def tile_size(self) -> int:
-        return int(self.options.tile_size)  # type: ignore[arg-type]
+        return _filled(self.options.tile_size)
 
     @property
     def overlap(self) -> int:
-        return int(self.options.overlap)  # type: ignore[arg-type]
+        return _filled(self.options.overlap)
 
     @property
     def block_size(self) -> int:
-        return int(self.options.block_size)  # type: ignore[arg-type]
+        return _filled(self.options.block_size)
 
     @property
     def batch_size(self) -> int:
-        return int(self.options.batch_size)  # type: ignore[arg-type]
+        return _filled(self.options.batch_size)
 
     @property
     def samples(self) -> int:
-        return int(self.options.samples)  # type: ignore[arg-type]
+        return _filled(self.options.samples)
 
     @property
     def context(self) -> int:
@@ -101,14 +103,14 @@ class RestorePlan:
     @property
     def start(self) -> int:
         """The first timestep, from the strength."""
-        return start_timestep(self.metadata.schedule.timesteps, float(self.options.strength))  # type: ignore[arg-type]
+        return start_timestep(self.metadata.schedule.timesteps, _filled(self.options.strength))
 
     @property
     def timesteps(self) -> list[int]:
         return self.build_sampler().timesteps(self.options.steps, self.start)
 
     def build_sampler(self) -> Sampler:
-        sampler: str = self.options.sampler  # type: ignore[assignment]
+        sampler = _filled(self.options.sampler)
         return _sampler(self.metadata.schedule, sampler, self.metadata.prediction)
 
     def record(self) -> dict[str, Any]:
@@ -120,6 +122,13 @@ class RestorePlan:
         """
         options = {k: v for k, v in asdict(self.options).items() if k not in BIT_NEUTRAL}
         return {**options, "provider": self.provider, "scale": self.scale, "context": self.context}
+
+
+def _filled(value: T | None) -> T:
+    """An option :func:`make_plan` has filled in (a plan holds no None where it reads one)."""
+    if value is None:
+        raise ValueError("a RestorePlan must come from make_plan, which fills in every default")
+    return value
 
 
 @lru_cache(maxsize=8)
