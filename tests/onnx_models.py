@@ -178,12 +178,13 @@ def model_with_wrong_rank(path: str | Path) -> Path:
     return _save(graph, meta, Path(path))
 
 
-def regression_model(path: str | Path, *, metadata: ModelMetadata | None = None) -> Path:
-    """A CARE-like regression graph: x0 = 0.8 * blur(cond), from the ``cond`` input alone."""
+def regression_metadata(**geometry: int) -> ModelMetadata:
+    """Metadata of a regression test model (``geometry``: scale, tile_size, ... as in
+    :func:`test_metadata`): one deterministic evaluation, read as x0."""
     from dataclasses import replace
 
-    meta = metadata or replace(
-        test_metadata(),
+    return replace(
+        test_metadata(**geometry),
         objective="regression",
         prediction="x0",
         output="x0",
@@ -191,6 +192,11 @@ def regression_model(path: str | Path, *, metadata: ModelMetadata | None = None)
         steps=1,
         samples=1,
     )
+
+
+def regression_model(path: str | Path, *, metadata: ModelMetadata | None = None) -> Path:
+    """A CARE-like regression graph: x0 = 0.8 * blur(cond), from the ``cond`` input alone."""
+    meta = metadata or regression_metadata()
     inits = [numpy_helper.from_array(0.8 * spatial_kernels()[:1, :1], "blur_w")]
     nodes = [helper.make_node("Conv", [meta.input_cond, "blur_w"], [meta.output], pads=[2] * 4)]
     inputs = [helper.make_tensor_value_info(meta.input_cond, TensorProto.FLOAT, ["N", 1, "H", "W"])]

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tilesr.engine.restore import restore as restore
+    from tilesr.options import RestoreOptions as RestoreOptions
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from tilesr.engine.restore import restore
 
         return restore
+    if name == "RestoreOptions":
+        from tilesr.options import RestoreOptions
+
+        return RestoreOptions
     raise AttributeError(f"module 'tilesr' has no attribute {name!r}")

@@ -2,8 +2,8 @@
 
 Everything runs offline: the input and its ground truth come from the built-in
 simulator (:func:`tilesr.simulate.simulate_large`), the model is the bundled
-``tilesr/models/default.onnx`` unless another is given, and the restoration goes through
-the same :func:`tilesr.engine.pipeline.restore_file` as ``tilesr restore``.
+``tilesr/bundled/default.onnx`` unless another is given, and the restoration goes through
+the same :func:`tilesr.restore_file.restore_file` as ``tilesr restore``.
 
 Output folder::
 
@@ -77,10 +77,9 @@ def run_demo(
     noise_level
         Simulated photon level, 1 (noisiest) to 9 (cleanest).
     """
-    from tilesr.denoisers.onnx_backend import OnnxDenoiser
-    from tilesr.engine.pipeline import DEFAULT_MODEL, restore_file
-    from tilesr.io import open_image, write_ome_zarr
-    from tilesr.simulate import HR_PIXEL_UM, simulate_large
+    from tilesr.engine.model import open_model
+    from tilesr.options import RestoreOptions
+    from tilesr.restore_file import DEFAULT_MODEL, restore_file
 
     out = Path(out_dir)
     model_path = Path(model) if model is not None else DEFAULT_MODEL
@@ -89,49 +88,57 @@ def run_demo(
     if size < 64:
         raise TilesrError(f"demo size must be at least 64 pixels, got {size}")
     _prepare(out, overwrite=overwrite)
-    scale = OnnxDenoiser(model_path).metadata.scale
-    size -= size % scale
-    lr, hr = simulate_large((size, size), scale=scale, noise_level=noise_level, seed=seed)
-    hr_px = HR_PIXEL_UM  # the input is `scale` times coarser
-    lr_px = hr_px * scale
-    write_ome_zarr(
-        out / "input.ome.zarr",
-        lr,
-        axes="yx",
-        pixel_sizes={"y": lr_px, "x": lr_px},
-        units={"y": "micrometer", "x": "micrometer"},
-        overwrite=True,
+    options = RestoreOptions(
+        samples=samples, steps=steps, sampler=sampler, seed=seed, uncertainty=True
     )
-    write_ome_zarr(
-        out / "ground_truth.ome.zarr",
-        hr,
-        axes="yx",
-        pixel_sizes={"y": hr_px, "x": hr_px},
-        units={"y": "micrometer", "x": "micrometer"},
-        overwrite=True,
-    )
+    opened = open_model(model_path, options, scheduler=scheduler)  # once, for both
+    scale = opened.metadata.scale
+    _simulate(out, size - size % scale, scale=scale, noise_level=noise_level, seed=seed)
     report = restore_file(
         out / "input.ome.zarr",
         out / "restored.ome.zarr",
-        model=model_path,
-        samples=samples,
-        steps=steps,
-        sampler=sampler,
-        seed=seed,
-        uncertainty=True,
+        options,
+        model=opened,
         scheduler=scheduler,
         overwrite=True,
         progress=progress,
     )
-    lr_img = np.asarray(open_image(out / "input.ome.zarr").data, dtype=np.float32)
-    gt = np.asarray(open_image(out / "ground_truth.ome.zarr").data, dtype=np.float32)
-    restored = np.asarray(open_image(out / "restored.ome.zarr").data, dtype=np.float32)
-    std = np.asarray(open_image(out / "restored.ome.zarr" / "uncertainty").data, dtype=np.float32)
+    metrics, figure = _evaluate(out, scale)
+    return DemoReport(out, figure, metrics, report.seconds)
+
+
+def _simulate(out: Path, size: int, *, scale: int, noise_level: int, seed: int) -> None:
+    """The simulated input (LR) and its ground truth (HR), as OME-Zarr images."""
+    from tilesr.io import write_ome_zarr
+    from tilesr.simulate import HR_PIXEL_UM, simulate_large
+
+    lr, hr = simulate_large((size, size), scale=scale, noise_level=noise_level, seed=seed)
+    # the input is `scale` times coarser
+    for name, image, px in (("input", lr, HR_PIXEL_UM * scale), ("ground_truth", hr, HR_PIXEL_UM)):
+        write_ome_zarr(
+            out / f"{name}.ome.zarr",
+            image,
+            axes="yx",
+            pixel_sizes={"y": px, "x": px},
+            units={"y": "micrometer", "x": "micrometer"},
+            overwrite=True,
+        )
+
+
+def _evaluate(out: Path, scale: int) -> tuple[dict[str, dict[str, float]], Path]:
+    """metrics.json and figure.png from the files the demo wrote."""
+    from tilesr.io import open_image
+
+    def read(name: str) -> NDArray[np.float32]:
+        return np.asarray(open_image(out / name).data, dtype=np.float32)
+
+    lr_img, gt = read("input.ome.zarr"), read("ground_truth.ome.zarr")
+    restored, std = read("restored.ome.zarr"), read("restored.ome.zarr/uncertainty")
     metrics = evaluate_demo(lr_img, restored, gt, scale=scale)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     figure = out / "figure.png"
     plot_demo(figure, lr_img, restored, std, gt, scale=scale, metrics=metrics)
-    return DemoReport(out, figure, metrics, report.seconds)
+    return metrics, figure
 
 
 def evaluate_demo(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED_MODEL = REPO / "tilesr" / "models" / "default.onnx"
+BUNDLED_MODEL = REPO / "tilesr" / "bundled" / "default.onnx"
 RESULT_MARKER = "BENCH_RESULT "
 
 
@@ -48,7 +48,7 @@ def _version(dist: str) -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, memory, OS and library versions (read without importing torch)."""
-    from tilesr.engine.scheduling import available_cores, default_workers, threads_per_worker
+    from tilesr.engine.scheduling import available_cores, default_workers, worker_threads
 
     try:
         import psutil
@@ -61,7 +61,7 @@ def machine_info() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "available_cores": available_cores(),
         "engine_workers": default_workers(),
-        "engine_threads_per_worker": threads_per_worker(),
+        "engine_threads_per_worker": worker_threads(),
         "memory_gib": mem_gib,
         "os": platform.platform(),
         "python": platform.python_version(),

@@ -37,7 +37,6 @@ class CountingDenoiser:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.metadata = inner.metadata
-        self.provider = getattr(inner, "provider", "")  # the engine's batch default reads it
         self.batches: list[int] = []
         self.seconds = 0.0
         self._lock = threading.Lock()
@@ -84,7 +83,7 @@ def tight_loop(session: Any, meta: Any, batches: list[int], tile: int, workers: 
 
 
 def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str, Any]:
-    """Tiles the engine plans per block (with halos) and tiles of the bare global grid."""
+    """Tiles the engine plans per block (with its context) and tiles of the bare global grid."""
     import dask.array as da
 
     from tilesr.data.normalize import IntensityRange
@@ -96,18 +95,18 @@ def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str,
         model,
         intensity_range=IntensityRange(0.0, 1.0),
     )
-    block, halo = int(lazy.settings["block"]), int(lazy.settings["halo"])
+    block, context = lazy.plan.block_size, lazy.plan.context
     hr = (lr_shape[0] * meta.scale, lr_shape[1] * meta.scale)
     per_block = [
         len(
             plan_block(
-                0, (by, bx), hr, lr_shape, meta.scale, meta.tile_size, meta.overlap, halo
+                0, (by, bx), hr, lr_shape, meta.scale, meta.tile_size, meta.overlap, context
             ).tiles
         )
         for by in block_spans(hr[0], block)
         for bx in block_spans(hr[1], block)
     ]
-    assert sum(per_block) == lazy.settings["tiles"], (per_block, lazy.settings["tiles"])
+    assert sum(per_block) == lazy.tiles, (per_block, lazy.tiles)
     grid = tile_grid(hr, meta.tile_size, meta.overlap)
     return {
         "engine_tiles": sum(per_block),
@@ -115,7 +114,7 @@ def planned_tiles(meta: Any, lr_shape: tuple[int, int], model: Any) -> dict[str,
         "grid_tiles": len(grid),
         "blocks": len(per_block),
         "block": block,
-        "halo": halo,
+        "context": context,
     }
 
 
@@ -129,16 +128,18 @@ def expected_batches(block_tiles: list[int], samples: int, steps: int, batch: in
 
 
 def task_engine(args: dict[str, Any]) -> dict[str, Any]:
-    from tilesr.denoisers.onnx_backend import OnnxDenoiser
-    from tilesr.engine.pipeline import restore_file
-    from tilesr.engine.scheduling import default_workers, threads_per_worker
+    from tilesr.engine.model import open_model
+    from tilesr.engine.scheduling import default_workers, worker_threads
     from tilesr.io import open_image
+    from tilesr.options import RestoreOptions
+    from tilesr.restore_file import restore_file
 
-    threads = threads_per_worker()
-    inner = OnnxDenoiser(args["model"], threads=threads)
-    meta = inner.metadata
+    threads = worker_threads()
+    opened = open_model(args["model"], RestoreOptions(threads=threads))
+    inner, meta = opened.denoiser, opened.metadata
     counting = CountingDenoiser(inner)
-    batch = int(args.get("batch_size") or 8)
+    # the engine's default for the provider that runs the model, passed on explicitly
+    batch = int(args.get("batch_size") or opened.default_batch_size())
     x = np.zeros((batch, 1, meta.tile_size, meta.tile_size), np.float32)
     inner.predict(x, x, np.zeros(batch, np.float32))  # session built and warm
 
@@ -154,16 +155,11 @@ def task_engine(args: dict[str, Any]) -> dict[str, Any]:
         )
         before = tight_loop(inner.session, meta, expected, meta.tile_size, workers)
     start = time.perf_counter()
+    options = RestoreOptions(
+        samples=args["samples"], steps=args["steps"], sampler=args["sampler"], batch_size=batch
+    )
     report = restore_file(
-        args["input"],
-        args["output"],
-        model=counting,
-        samples=args["samples"],
-        steps=args["steps"],
-        sampler=args["sampler"],
-        batch_size=args.get("batch_size"),
-        overwrite=True,
-        progress=False,
+        args["input"], args["output"], options, model=counting, overwrite=True, progress=False
     )
     wall = time.perf_counter() - start
     out = {
@@ -202,81 +198,113 @@ def _torch_model(checkpoint: str, threads: int) -> Any:
     return build_model(load_checkpoint(checkpoint), ema=True, source=checkpoint)
 
 
+class MonaiSlidingWindow:
+    """A Denoiser whose every call is one ``monai.inferers.sliding_window_inference``.
+
+    The network runs on MONAI's windows of the whole image (gaussian blending); handed
+    to :func:`tilesr.diffusion.sampling.sample`, everything else (conditioning, initial
+    state at the model's strength, sampler, steps, keyed noise) is tilesr's own code, so
+    the two differ only in how the image is cut into tiles and blended.
+    """
+
+    def __init__(self, network: Any, metadata: Any, batch: int) -> None:
+        self.network, self.metadata, self.batch = network, metadata, batch
+        self.windows = 0
+
+    def predict(
+        self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        # the network's own channel order: [cond, noisy]
+        stacked = torch.from_numpy(np.concatenate([cond, noisy], axis=1))
+        step = float(t[0])
+
+        def window_output(window: torch.Tensor) -> torch.Tensor:
+            self.windows += int(window.shape[0])
+            return self.network(window[:, 1:2], window[:, 0:1], step)
+
+        tile = self.metadata.tile_size
+        with torch.inference_mode():
+            out = sliding_window_inference(
+                stacked,
+                roi_size=(tile, tile),
+                sw_batch_size=self.batch,
+                predictor=window_output,
+                overlap=self.metadata.overlap / tile,
+                mode="gaussian",
+            )
+        assert isinstance(out, torch.Tensor)
+        return np.asarray(out.numpy(), dtype=np.float32)
+
+
+def _window_network(backend: str, args: dict[str, Any], onnx_model: Any) -> Any:
+    """``net(noisy, cond, t)`` on torch tensors: the PyTorch U-Net or the ONNX session."""
+    import torch
+
+    if backend == "torch":
+        net = _torch_model(args["checkpoint"], int(args["threads"]))
+        return lambda noisy, cond, t: net(noisy, cond, torch.full((noisy.shape[0],), t))
+
+    def run(noisy: torch.Tensor, cond: torch.Tensor, t: float) -> torch.Tensor:
+        tt = np.full((noisy.shape[0],), t, dtype=np.float32)
+        return torch.from_numpy(onnx_model.predict(noisy.numpy(), cond.numpy(), tt))
+
+    return run
+
+
 def task_monai(args: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from monai.inferers import sliding_window_inference
 
-    from tilesr.data.resize import upsample_bicubic
+    from tilesr.data.conditioning import conditioning
     from tilesr.denoisers.onnx_backend import OnnxDenoiser
     from tilesr.diffusion import build_schedule, make_sampler
-    from tilesr.diffusion.noise import keyed_normal_batch
-    from tilesr.diffusion.sampling import INITIAL_NOISE, STEP_NOISE, run_reverse, sample_keys
+    from tilesr.diffusion.sampling import sample
     from tilesr.engine.restore import global_intensity_range
     from tilesr.io import open_image
 
-    threads = int(args["threads"])
+    threads, n = int(args["threads"]), int(args["samples"])
     torch.set_num_threads(threads)
     onnx_model = OnnxDenoiser(args["model"], threads=threads)
     meta = onnx_model.metadata
-    backend = args["backend"]
-    net = _torch_model(args["checkpoint"], threads) if backend == "torch" else None
-    tile, batch, n = meta.tile_size, int(args["batch_size"]), int(args["samples"])
-    windows = [0]
-
-    def window_eps(window: torch.Tensor, t: float) -> torch.Tensor:
-        # window: (B, 2, tile, tile) = [cond, noisy], the network's own channel order
-        windows[0] += int(window.shape[0])
-        tt = torch.full((window.shape[0],), float(t))
-        if net is not None:
-            return net(window[:, 1:2], window[:, 0:1], tt)
-        eps = onnx_model.predict(window[:, 1:2].numpy(), window[:, 0:1].numpy(), tt.numpy())
-        return torch.from_numpy(eps)
+    network = _window_network(args["backend"], args, onnx_model)
+    peer = MonaiSlidingWindow(network, meta, int(args["batch_size"]))
 
     start = time.perf_counter()
     image = open_image(args["input"]).data
-    rng = global_intensity_range(image, meta.norm_low, meta.norm_high)
-    lr = np.asarray(image.compute(), dtype=np.float32)
-    norm = rng.normalize(lr)
-    cond = upsample_bicubic(norm, meta.scale) if meta.scale > 1 else norm
-    shape = (int(cond.shape[0]), int(cond.shape[1]))
-    cond_t = torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32))[None, None]
-    sampler = make_sampler(args["sampler"], build_schedule(meta.schedule))
-    timesteps = sampler.timesteps(int(args["steps"]))
-
-    def predict(x: NDArray[np.float32], t: int) -> NDArray[np.float32]:
-        stacked = torch.cat([cond_t.expand(n, 1, *shape), torch.from_numpy(x)[:, None]], dim=1)
-        with torch.inference_mode():
-            eps = sliding_window_inference(
-                stacked,
-                roi_size=(tile, tile),
-                sw_batch_size=batch,
-                predictor=lambda w: window_eps(w, t),
-                overlap=meta.overlap / tile,
-                mode="gaussian",
-            )
-        assert isinstance(eps, torch.Tensor)
-        return np.asarray(eps[:, 0].numpy(), dtype=np.float32)
-
-    def step_noise(i: int) -> NDArray[np.float32]:
-        return keyed_normal_batch(
-            sample_keys(int(args["seed"]), STEP_NOISE, i, 0, n), (0, 0), shape
-        )
-
-    x_start = keyed_normal_batch(
-        sample_keys(int(args["seed"]), INITIAL_NOISE, 0, 0, n), (0, 0), shape
+    intensity = global_intensity_range(image, meta.norm_low, meta.norm_high)
+    cond = conditioning(np.asarray(image.compute()), meta.scale, intensity)
+    sampler = make_sampler(
+        args["sampler"], build_schedule(meta.schedule), prediction=meta.prediction
     )
-    x0 = run_reverse(predict, x_start, sampler, timesteps, step_noise)
-    restored = rng.denormalize(x0.mean(axis=0))
+    result = sample(
+        peer, cond, sampler, n_samples=n, steps=int(args["steps"]), seed=int(args["seed"])
+    )
+    restored = intensity.denormalize(result.mean)
     wall = time.perf_counter() - start
-    return {
-        "backend": backend,
+    steps = len(sampler.timesteps(int(args["steps"]), _start(meta)))
+    out = {
+        "backend": args["backend"],
         "threads": threads,
         "wall_s": wall,
-        "evals": windows[0],
-        "windows_per_step": windows[0] // max(1, n * len(timesteps)),
+        "evals": peer.windows,
+        "windows_per_step": peer.windows // max(1, n * steps),
         "output_shape": list(restored.shape),
         "finite": bool(np.isfinite(restored).all()),
+        "strength": meta.strength,
     }
+    if args.get("reference"):
+        # how far MONAI's tiling and blending move the result from tilesr's, same sampling
+        ref = np.asarray(open_image(args["reference"]).data, dtype=np.float32)
+        out["mean_abs_diff_vs_tilesr"] = float(np.abs(restored - ref).mean() / intensity.span)
+    return out
+
+
+def _start(meta: Any) -> int:
+    from tilesr.diffusion.sampling import start_timestep
+
+    return start_timestep(meta.schedule.timesteps, meta.strength)
 
 
 # --------------------------------------------------------------------------- speed (d)

@@ -47,14 +47,14 @@ from scipy.stats import spearmanr
 
 import tilesr
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.resize import bin_mean, upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.metrics import image_metrics, percentile_normalize
 from tilesr.simulate import degrade, simulate_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-MODELS = ROOT / "tilesr" / "models"
+MODELS = ROOT / "tilesr" / "bundled"
 TEST_SEED = 90_000
 NUCLEI_NAME = "stardist/data/images/img2d.tif"
 DEFAULT_SETTINGS = ("model", "dpmpp:20x1", "ddim:1x1", "ddim:5x4", "ddim:10x2", "ddim:4x5")
@@ -78,11 +78,6 @@ class Setting:
         return cls(f"{name} {steps}x{samples}", name, int(steps), int(samples))
 
 
-def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = (s - s % factor for s in img.shape)
-    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-
-
 def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
     """The training run's own validation data, for choosing defaults and calibrating.
 
@@ -90,7 +85,7 @@ def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
     (2011-2014, levels 2/4/6/8): never trained on, and distinct from the test sets.
     """
     w2s = load_w2s(SHARED / "w2s", fields=(37,) if quick else (37, 38))
-    sets = {"val W2S 37-38": [ImagePair(bin2d(p.lr, scale), p.hr, p.name) for p in w2s]}
+    sets = {"val W2S 37-38": [ImagePair(bin_mean(p.lr, scale), p.hr, p.name) for p in w2s]}
     sets["val simulated"] = [
         pair
         for level, seed in zip((2, 4, 6, 8), (2011, 2012, 2013, 2014), strict=True)
@@ -104,7 +99,7 @@ def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[Ima
     sets: dict[str, list[ImagePair]] = {}
     fields = (39,) if quick else (39, 40)
     w2s = load_w2s(SHARED / "w2s", fields=fields, channels=(0,) if quick else (0, 1, 2))
-    sets["W2S 39-40"] = [ImagePair(bin2d(p.lr, scale), p.hr, p.name) for p in w2s]
+    sets["W2S 39-40"] = [ImagePair(bin_mean(p.lr, scale), p.hr, p.name) for p in w2s]
     for level in (5,) if quick else (2, 5, 8):
         sets[f"simulated L{level}"] = simulate_pairs(
             1 if quick else 2, size=256, scale=scale, noise_level=level, seed=TEST_SEED + level
@@ -117,7 +112,7 @@ def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[Ima
     pairs = []
     for p in sted[:1] if quick else sted:
         h, w = (n - n % (2 * scale) for n in p.lr.shape)
-        pairs.append(ImagePair(bin2d(p.lr[:h, :w], scale), p.hr[:h, :w], p.name))
+        pairs.append(ImagePair(bin_mean(p.lr[:h, :w], scale), p.hr[:h, :w], p.name))
     sets["OOD confocal->STED"] = pairs
     return sets
 
@@ -172,18 +167,17 @@ def restore_one(lr: np.ndarray, model: Path, setting: Setting, threads: int):
     import dask
 
     start = time.perf_counter()
-    result = tilesr.restore(
-        lr.astype(np.float32),
-        str(model),
+    options = tilesr.RestoreOptions(
         sampler=setting.sampler,
         steps=setting.steps,
         samples=setting.samples,
         uncertainty=True,
         threads=threads,
     )
+    result = tilesr.restore(lr.astype(np.float32), str(model), options)
     with dask.config.set(scheduler="synchronous"):
         mean, std = dask.compute(result.image, result.uncertainty)
-    settings = result.settings
+    settings = result.plan.record()  # the effective sampling: the model's defaults filled in
     return np.asarray(mean), np.asarray(std), time.perf_counter() - start, settings
 
 

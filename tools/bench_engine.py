@@ -2,18 +2,20 @@
 
 Sections (``--only`` picks some; results of the others are kept from the JSON file):
 
-a  engine efficiency: network evaluations of one ``restore_file`` run (counted by
-   wrapping the denoiser), the same evaluations at the same batch sizes in a tight loop
-   on the same ONNX Runtime session, efficiency = tight loop / end to end; and the
-   tile-pixel overhead (grid overlap x block halos).
-b  peak RSS of ``tilesr restore`` (a subprocess) for a small and a large output, same
-   cheap settings; MONAI's in-memory sliding window as a reference when installed.
-c  peer reference: the same restoration through ``monai.inferers.sliding_window_inference``
-   (reverse loop outside, one whole-image sliding window per step), with the U-Net in
-   torch eager and in ONNX Runtime.
-d  tiles per second of ONNX Runtime and PyTorch eager at batch 1/8/32, as a fraction
-   of the measured fp32 GEMM rate (FLOPs per tile counted on the graph).
-e  time and peak RSS of ``tilesr restore`` with the demo settings.
+efficiency  network evaluations of one ``restore_file`` run (counted by wrapping the
+            denoiser), the same evaluations at the same batch sizes in a tight loop on
+            the same ONNX Runtime session, efficiency = tight loop / end to end; and the
+            tile-pixel overhead (grid overlap x block context).
+memory      peak RSS of ``tilesr restore`` (a subprocess) for a small and a large output,
+            same cheap settings; MONAI's in-memory sliding window as a reference when
+            installed.
+peer        the same restoration (tilesr's sampling: conditioning, strength, sampler,
+            steps, keyed noise) with ``monai.inferers.sliding_window_inference`` as the
+            tiling (one whole-image sliding window per step), the U-Net in torch eager and
+            in ONNX Runtime.
+speed       tiles per second of ONNX Runtime and PyTorch eager at batch 1/8/32, as a
+            fraction of the measured fp32 GEMM rate (FLOPs per tile counted on the graph).
+demo        time and peak RSS of ``tilesr restore`` with the demo settings.
 
 Every measurement runs in its own process (``tools/_bench_worker.py`` or the
 ``tilesr`` CLI) and its peak RSS is that process's own (``os.wait4``). The machine is
@@ -22,7 +24,7 @@ recorded with the results; quote ratios from one run, not absolute numbers acros
 Usage::
 
     python tools/bench_engine.py [--quick] [--model PATH | --random-model] \
-        [--out docs/benchmarks.md] [--only a,b,c,d,e]
+        [--out docs/benchmarks.md] [--only efficiency,memory,peer,speed,demo]
 """
 
 from __future__ import annotations
@@ -54,19 +56,21 @@ from _bench_common import (
     worker_cmd,
 )
 
-SECTIONS = "abcde"
-SCHEMA = 1
+SECTIONS = ("efficiency", "memory", "peer", "speed", "demo")
+SCHEMA = 2
+#: results files of schema 1 named the sections by letter
+_SCHEMA1_KEYS = dict(zip("abcde", SECTIONS, strict=True))
 
 
 @dataclass(frozen=True)
 class Sizes:
     """Output sizes (HR pixels, square) and repetition counts of one mode."""
 
-    efficiency: int  # (a) and (c)
-    rss: tuple[int, int]  # (b): small, large
-    demo: int  # (e); the 8192 row is opt-in
-    batches: tuple[int, ...]  # (d)
-    min_seconds: float  # (d) per batch size
+    efficiency: int  # efficiency and peer
+    rss: tuple[int, int]  # memory: small, large
+    demo: int  # demo; the 8192 row is opt-in
+    batches: tuple[int, ...]  # speed
+    min_seconds: float  # speed, per batch size
     min_calls: int
 
 
@@ -84,6 +88,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _general_arguments(p)
+    _section_arguments(p)
+    args = p.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad or not only:
+        p.error(f"--only takes sections from {','.join(SECTIONS)}, got {args.only!r}")
+    args.only = only
+    for name in ("samples", "steps", "rss_steps", "demo_samples", "demo_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.json is None:
+        args.json = args.out.parent / "benchmarks" / "engine.json"
+    return args
+
+
+def _general_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
@@ -114,7 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="results file (default: <out folder>/benchmarks/engine.json)",
     )
     p.add_argument(
-        "--only", default=",".join(SECTIONS), help="sections to run, e.g. a,d (default all)"
+        "--only",
+        default=",".join(SECTIONS),
+        help="sections to run, e.g. efficiency,speed (default all)",
     )
     p.add_argument(
         "--workdir",
@@ -122,41 +145,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="keep models, inputs and outputs here (reused between runs)",
     )
-    p.add_argument("--samples", type=int, default=1, help="(a, c) samples per pixel")
-    p.add_argument("--steps", type=int, default=2, help="(a, c) sampler steps")
-    p.add_argument("--sampler", default="dpmpp", help="(a, c, e) sampler")
+
+
+def _section_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, default=1, help="(efficiency, peer) samples per pixel")
+    p.add_argument("--steps", type=int, default=2, help="(efficiency, peer) sampler steps")
+    p.add_argument("--sampler", default="dpmpp", help="(efficiency, peer, demo) sampler")
     p.add_argument(
         "--rss-model",
         choices=("analytic", "unet"),
         default="analytic",
-        help="(b) network for the memory rows (default: analytic, cheap)",
+        help="(memory) network for the memory rows (default: analytic, cheap)",
     )
-    p.add_argument("--rss-steps", type=int, default=1, help="(b) sampler steps")
+    p.add_argument("--rss-steps", type=int, default=1, help="(memory) sampler steps")
     p.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="(c, d) threads per network call (default: the engine's per worker)",
+        help="(peer, speed) threads per network call (default: the engine's per worker)",
     )
-    p.add_argument("--demo-samples", type=int, default=2, help="(e) samples")
-    p.add_argument("--demo-steps", type=int, default=10, help="(e) steps")
+    p.add_argument("--demo-samples", type=int, default=2, help="(demo) samples")
+    p.add_argument("--demo-steps", type=int, default=10, help="(demo) steps")
     p.add_argument(
         "--include-8192-demo",
         action="store_true",
-        help="(e) also restore an 8192x8192 output with the demo settings (slow)",
+        help="(demo) also restore an 8192x8192 output with the demo settings (slow)",
     )
-    args = p.parse_args(argv)
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = [s for s in only if len(s) != 1 or s not in SECTIONS]
-    if bad or not only:
-        p.error(f"--only takes letters from {','.join(SECTIONS)}, got {args.only!r}")
-    args.only = only
-    for name in ("samples", "steps", "rss_steps", "demo_samples", "demo_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.json is None:
-        args.json = args.out.parent / "benchmarks" / "engine.json"
-    return args
 
 
 def have_monai() -> bool:
@@ -176,11 +190,15 @@ class Bench:
         self.sizes = QUICK if args.quick else FULL
         self.model = self._model()
         from tilesr.denoisers.onnx_backend import OnnxDenoiser
-        from tilesr.engine.scheduling import threads_per_worker
+        from tilesr.engine.scheduling import worker_threads
 
         self.meta = OnnxDenoiser(self.model.onnx, threads=1).metadata
-        self.threads = args.threads or threads_per_worker()
-        self.engine_a: dict[str, Any] | None = None
+        self.threads = args.threads or worker_threads()
+        self.engine_run: dict[str, Any] | None = None
+
+    def _engine_output(self, size: int) -> Path:
+        """Where the efficiency section's restoration goes (the peer section compares with it)."""
+        return self.work / f"out_efficiency_{size}.ome.zarr"
 
     def _model(self) -> BenchModel:
         a = self.args
@@ -189,7 +207,7 @@ class Bench:
                 raise SystemExit(f"--model {a.model} does not exist")
             return BenchModel(a.model.resolve(), a.checkpoint, f"given model {a.model.name}")
         if not a.random_model and BUNDLED_MODEL.is_file():
-            return BenchModel(BUNDLED_MODEL, a.checkpoint, "bundled tilesr/models/default.onnx")
+            return BenchModel(BUNDLED_MODEL, a.checkpoint, "bundled tilesr/bundled/default.onnx")
         print("exporting a random default-config U-Net ...", flush=True)
         return random_unet(self.work)
 
@@ -240,7 +258,13 @@ class Bench:
         }
 
     def _monai(
-        self, backend: str, model: BenchModel, hr_size: int, samples: int, steps: int
+        self,
+        backend: str,
+        model: BenchModel,
+        hr_size: int,
+        samples: int,
+        steps: int,
+        reference: Path | None = None,
     ) -> dict[str, Any]:
         args = {
             "backend": backend,
@@ -253,6 +277,7 @@ class Bench:
             "seed": 0,
             "batch_size": 8,
             "threads": self.threads,
+            "reference": str(reference) if reference is not None else None,
         }
         print(f"  MONAI sliding window ({backend}, {hr_size}^2) ...", flush=True)
         run = run_child(worker_cmd("monai", args))
@@ -267,13 +292,23 @@ class Bench:
 
     # ------------------------------------------------------------------ sections
 
-    def a(self) -> dict[str, Any]:
+    def sections(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """The measurement of each section, by its name."""
+        return {
+            "efficiency": self.efficiency,
+            "memory": self.memory,
+            "peer": self.peer,
+            "speed": self.speed,
+            "demo": self.demo,
+        }
+
+    def efficiency(self) -> dict[str, Any]:
         size = self.sizes.efficiency
         inp = self._input(size)
         args = {
             "model": str(self.model.onnx),
             "input": str(inp),
-            "output": str(self.work / f"out_a_{size}.ome.zarr"),
+            "output": str(self._engine_output(size)),
             "samples": self.args.samples,
             "steps": self.args.steps,
             "sampler": self.args.sampler,
@@ -290,9 +325,9 @@ class Bench:
             network_fraction=res["network_s"] / res["wall_s"],
             tile_pixels_per_output_pixel=tile_px / (out_px * per),
             grid_overlap_factor=res["grid_tiles"] * res["tile"] ** 2 / out_px,
-            halo_factor=res["engine_tiles"] / res["grid_tiles"],
+            context_factor=res["engine_tiles"] / res["grid_tiles"],
         )
-        self.engine_a = res
+        self.engine_run = res
         return {
             "settings": {
                 "output": size,
@@ -303,12 +338,13 @@ class Bench:
             "results": res,
         }
 
-    def b(self) -> dict[str, Any]:
+    def memory(self) -> dict[str, Any]:
         model = (
             self.model if self.args.rss_model == "unet" else cheap_model(self.work, self.model.onnx)
         )
         rows = [
-            self._restore_cli(model.onnx, n, 1, self.args.rss_steps, "b") for n in self.sizes.rss
+            self._restore_cli(model.onnx, n, 1, self.args.rss_steps, "memory")
+            for n in self.sizes.rss
         ]
         peers = []
         if have_monai():
@@ -329,7 +365,7 @@ class Bench:
             },
         }
 
-    def c(self) -> dict[str, Any]:
+    def peer(self) -> dict[str, Any]:
         size = self.sizes.efficiency
         settings = {
             "output": size,
@@ -341,10 +377,10 @@ class Bench:
             "blend": "gaussian (MONAI), sin^2 (tilesr)",
             "threads": self.threads,
         }
-        if self.engine_a is None or self.engine_a["output_shape"][-1] != size:
-            self.a()
-        assert self.engine_a is not None
-        e = self.engine_a
+        if self.engine_run is None or self.engine_run["output_shape"][-1] != size:
+            self.efficiency()
+        assert self.engine_run is not None
+        e = self.engine_run
         tilesr_row = {
             "name": "tilesr restore_file (ONNX Runtime, OME-Zarr in/out)",
             "wall_s": e["wall_s"],
@@ -362,16 +398,17 @@ class Bench:
                 },
             }
         rows = []
+        same = (self.model, size, self.args.samples, self.args.steps, self._engine_output(size))
         if self.model.checkpoint is not None and have_torch():
-            rows.append(self._monai("torch", self.model, size, self.args.samples, self.args.steps))
-        rows.append(self._monai("onnx", self.model, size, self.args.samples, self.args.steps))
+            rows.append(self._monai("torch", *same))
+        rows.append(self._monai("onnx", *same))
         note = None if self.model.checkpoint else "no checkpoint for this model: no torch row"
         return {
             "settings": settings,
             "results": {"tilesr": tilesr_row, "monai": rows, "note": note},
         }
 
-    def d(self) -> dict[str, Any]:
+    def speed(self) -> dict[str, Any]:
         tile = self.meta.tile_size
         common = {
             "model": str(self.model.onnx),
@@ -408,15 +445,19 @@ class Bench:
             "results": {"flops": flops, "gemm": gemm, "speed": speed, "gpu": gpu},
         }
 
-    def e(self) -> dict[str, Any]:
+    def demo(self) -> dict[str, Any]:
         a = self.args
         rows = [
-            self._restore_cli(self.model.onnx, self.sizes.demo, a.demo_samples, a.demo_steps, "e")
+            self._restore_cli(
+                self.model.onnx, self.sizes.demo, a.demo_samples, a.demo_steps, "demo"
+            )
         ]
         rows[0]["tiles"] = engine_tiles(self.model.onnx, self.sizes.demo, self.meta.scale)
         large_tiles = engine_tiles(self.model.onnx, DEMO_LARGE, self.meta.scale)
         if a.include_8192_demo:
-            big = self._restore_cli(self.model.onnx, DEMO_LARGE, a.demo_samples, a.demo_steps, "e")
+            big = self._restore_cli(
+                self.model.onnx, DEMO_LARGE, a.demo_samples, a.demo_steps, "demo"
+            )
             rows.append({**big, "tiles": large_tiles})
         else:
             est = rows[0]["wall_s"] * large_tiles / rows[0]["tiles"]
@@ -450,7 +491,7 @@ def engine_tiles(model: Path, hr_size: int, scale: int) -> int:
     from tilesr.engine.restore import restore
 
     lr = da.zeros((hr_size // scale, hr_size // scale), dtype=np.float32, chunks=1024)
-    return int(restore(lr, str(model), intensity_range=IntensityRange(0.0, 1.0)).settings["tiles"])
+    return restore(lr, str(model), intensity_range=IntensityRange(0.0, 1.0)).tiles
 
 
 def gpu_status() -> dict[str, Any]:
@@ -475,6 +516,14 @@ def _f(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _context(r: dict[str, Any]) -> Any:
+    return r.get("context", r.get("halo"))  # results measured before the rename say "halo"
+
+
+def _context_factor(r: dict[str, Any]) -> Any:
+    return r.get("context_factor", r.get("halo_factor"))
+
+
 def _provenance(sec: dict[str, Any]) -> str:
     m = sec["machine"]
     v = m["versions"]
@@ -487,16 +536,16 @@ def _provenance(sec: dict[str, Any]) -> str:
     )
 
 
-def md_a(sec: dict[str, Any]) -> list[str]:
+def md_efficiency(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     per = s["samples"] * s["steps"]
     hist = ", ".join(f"{v} x {k}" for k, v in r["batch_histogram"].items())
     return [
-        "### (a) Engine efficiency",
+        "### Engine efficiency",
         "",
         f"Output {s['output']}x{s['output']} (simulated input, scale 2), {s['samples']} "
         f"sample(s), {s['steps']} {s['sampler']} step(s), tile {r['tile']} / overlap "
-        f"{r['overlap']}, blocks of {r['block']} px with a {r['halo']} px halo, "
+        f"{r['overlap']}, blocks of {r['block']} px with {_context(r)} px of context, "
         f"{r['workers']} dask worker(s) x {r['threads']} ONNX Runtime thread(s). End to end "
         "is `restore_file` from OME-Zarr to OME-Zarr (percentiles, reads, sampling, "
         "blending, writes, pyramid) with a warm session; the tight loop runs "
@@ -515,11 +564,11 @@ def md_a(sec: dict[str, Any]) -> list[str]:
         f"| **efficiency** = tight loop / end to end (goal >= 0.9) | **{_f(r['efficiency'])}** |",
         f"| network share of the end-to-end time (measured in the same run, so robust to "
         f"load changes) | {_f(r['network_fraction'])} |",
-        f"| tiles per step: engine (with block halos) / bare global grid | "
-        f"{r['engine_tiles']} / {r['grid_tiles']} = {_f(r['halo_factor'])} |",
+        f"| tiles per step: engine (with the blocks' context) / bare global grid | "
+        f"{r['engine_tiles']} / {r['grid_tiles']} = {_f(_context_factor(r))} |",
         f"| **evaluated tile-pixels / output pixels** (per sample and step) | "
         f"**{_f(r['tile_pixels_per_output_pixel'])}** = grid overlap "
-        f"{_f(r['grid_overlap_factor'])} x block halos {_f(r['halo_factor'])} |",
+        f"{_f(r['grid_overlap_factor'])} x block context {_f(_context_factor(r))} |",
         f"| peak RSS of the process (engine run, then tight loop) | {r['peak_rss_mib']:.0f} MiB |",
     ] + (
         []
@@ -532,10 +581,10 @@ def md_a(sec: dict[str, Any]) -> list[str]:
     )
 
 
-def md_b(sec: dict[str, Any]) -> list[str]:
+def md_memory(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     lines = [
-        "### (b) Peak memory vs output size",
+        "### Peak memory vs output size",
         "",
         f"`tilesr restore` (OME-Zarr in and out, default blocks and scheduler) in a "
         f"subprocess; peak RSS is the process's own (`os.wait4`). {s['samples']} sample, "
@@ -566,38 +615,45 @@ def md_b(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
-def md_c(sec: dict[str, Any]) -> list[str]:
+def md_peer(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     lines = [
-        "### (c) Peer reference: MONAI sliding-window inference",
+        "### Peer reference: MONAI sliding-window inference",
         "",
         f"The same restoration ({s['output']}^2 output, {s['samples']} sample(s), "
         f"{s['steps']} {s['sampler']} step(s), tile {s['tile']}, overlap {s['overlap']}, "
-        f"batch 8, {s['threads']} thread(s)): the reverse loop of `tilesr.diffusion` runs "
-        "outside and calls `monai.inferers.sliding_window_inference` (gaussian blending) "
-        "once per step on the whole image held in memory. MONAI times cover reading the "
-        "input to the restored array in memory (no output file), after model load.",
+        f"batch 8, {s['threads']} thread(s)): tilesr's own whole-image sampling "
+        "(`tilesr.diffusion.sampling.sample`: the same conditioning with its clip to "
+        "[-1, 1], the model's strength and start timestep, sampler, steps and keyed noise) "
+        "with `monai.inferers.sliding_window_inference` (gaussian blending) as the tiling, "
+        "once per step on the whole image held in memory; only the tiling and blending "
+        "differ. MONAI times cover reading the input to the restored array in memory (no "
+        "output file), after model load. The last column is the mean absolute difference "
+        "from tilesr's output, as a fraction of the intensity range.",
         "",
-        "| implementation | network evaluations per step | wall time | peak RSS | time vs tilesr |",
-        "|---|---|---|---|---|",
+        "| implementation | network evaluations per step | wall time | peak RSS | time vs tilesr "
+        "| mean abs. difference |",
+        "|---|---|---|---|---|---|",
     ]
     t = r["tilesr"]
     lines.append(
         f"| {t['name']} | {t['per_step']} | {_f(t['wall_s'], 1)} s | "
-        f"{t['peak_rss_mib']:.0f} MiB | 1.00 |"
+        f"{t['peak_rss_mib']:.0f} MiB | 1.00 | 0 |"
     )
     for row in r.get("monai") or []:
         name = {"torch": "MONAI + PyTorch eager", "onnx": "MONAI + ONNX Runtime"}[row["backend"]]
+        diff = row.get("mean_abs_diff_vs_tilesr")
         lines.append(
             f"| {name} | {row['windows_per_step']} | {_f(row['wall_s'], 1)} s | "
-            f"{row['peak_rss_mib']:.0f} MiB | {_f(row['wall_s'] / t['wall_s'])} |"
+            f"{row['peak_rss_mib']:.0f} MiB | {_f(row['wall_s'] / t['wall_s'])} "
+            f"| {'not measured' if diff is None else f'{diff:.1e}'} |"
         )
     if r.get("note"):
         lines += ["", f"Note: {r['note']}."]
     return lines
 
 
-def md_d(sec: dict[str, Any]) -> list[str]:
+def md_speed(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     flops, gemm = r["flops"], r["gemm"]
     per_tile = flops["onnx_flops"]
@@ -608,7 +664,7 @@ def md_d(sec: dict[str, Any]) -> list[str]:
         else ""
     )
     lines = [
-        "### (d) Network speed",
+        "### Network speed",
         "",
         f"{s['tile']}x{s['tile']} tiles, one network evaluation each, {s['threads']} "
         "thread(s); median call time after a warm-up call. FLOPs per tile (2 x MACs of "
@@ -642,15 +698,15 @@ def md_d(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
-def md_e(sec: dict[str, Any]) -> list[str]:
+def md_demo(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     lines = [
-        "### (e) Demo settings",
+        "### Demo settings",
         "",
         f"`tilesr restore` with {s['samples']} samples, {s['steps']} {s['sampler']} steps "
         f"(model: {s['model']}), default tiles, blocks and scheduler, in a subprocess.",
         "",
-        "| output | tiles (with halos) | wall time | peak RSS | tiles x samples x steps / s |",
+        "| output | tiles (with context) | wall time | peak RSS | tiles x samples x steps / s |",
         "|---|---|---|---|---|",
     ]
     for row in r["rows"]:
@@ -670,11 +726,11 @@ def md_e(sec: dict[str, Any]) -> list[str]:
 
 
 RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "a": md_a,
-    "b": md_b,
-    "c": md_c,
-    "d": md_d,
-    "e": md_e,
+    "efficiency": md_efficiency,
+    "memory": md_memory,
+    "peer": md_peer,
+    "speed": md_speed,
+    "demo": md_demo,
 }
 
 
@@ -697,6 +753,9 @@ def render(data: dict[str, Any]) -> str:
 def load_results(path: Path) -> dict[str, Any]:
     if path.is_file():
         data = json.loads(path.read_text())
+        if data.get("schema") == 1:  # sections named a-e
+            sections = {_SCHEMA1_KEYS[k]: v for k, v in data["sections"].items()}
+            data = {"schema": SCHEMA, "sections": sections}
         if data.get("schema") == SCHEMA:
             return dict(data)
     return {"schema": SCHEMA, "sections": {}}
@@ -714,9 +773,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, work)
         machine = machine_info()
         data = load_results(args.json)
+        measure = bench.sections()
         for key in args.only:
             print(f"[{key}] ...", flush=True)
-            sec = getattr(bench, key)()
+            sec = measure[key]()
             data["sections"][key] = {
                 "date": now_iso(),
                 "command": command,

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 from _bench_common import replace_region
 
+from tilesr.data.conditioning import conditioning
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
 from tilesr.data.normalize import percentile_range
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.resize import bin_mean, upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
 from tilesr.diffusion.sampling import sample
@@ -58,11 +59,6 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     return img[..., y : y + size, x : x + size]
 
 
-def bin2d(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = (s - s % factor for s in img.shape)
-    return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-
-
 def crop_pair(pair: ImagePair, crop: int) -> ImagePair:
     s = pair.scale
     hr = center_crop(pair.hr, crop)
@@ -70,10 +66,9 @@ def crop_pair(pair: ImagePair, crop: int) -> ImagePair:
     return ImagePair(lr=lr, hr=hr, name=pair.name)
 
 
-def conditioning(lr: np.ndarray, scale: int, low: float, high: float) -> np.ndarray:
-    """As the engine prepares it: percentile-normalised, upsampled, clipped to [-1, 1]."""
-    rng = percentile_range(lr, low, high)
-    return np.clip(upsample_bicubic(rng.normalize(lr), scale), -1.0, 1.0)
+def model_conditioning(lr: np.ndarray, meta) -> np.ndarray:
+    """The conditioning the engine makes of a whole image (its own percentiles)."""
+    return conditioning(lr, meta.scale, percentile_range(lr, meta.norm_low, meta.norm_high))
 
 
 def score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -96,12 +91,12 @@ def datasets(scale: int, crop: int, quick: bool) -> dict[str, list[ImagePair]]:
     w2s_fields = (40,) if quick else (39, 40)
     w2s = load_w2s(SHARED / "w2s", fields=w2s_fields)
     sets["W2S (fields 39-40)"] = [
-        ImagePair(lr=bin2d(p.lr, scale), hr=p.hr, name=p.name) for p in w2s
+        ImagePair(lr=bin_mean(p.lr, scale), hr=p.hr, name=p.name) for p in w2s
     ]
     sted = load_confocal_sted(sorted((SHARED / "confocal_sted").glob("*valid*.tif")))
     sets["confocal -> STED (valid)"] = [
         ImagePair(
-            lr=bin2d(p.lr, scale),
+            lr=bin_mean(p.lr, scale),
             hr=p.hr[: p.lr.shape[0] // scale * scale, : p.lr.shape[1] // scale * scale],
             name=p.name,
         )
@@ -124,7 +119,6 @@ def run(args: argparse.Namespace) -> dict:
     strength = meta.strength if args.strength is None else args.strength
     sets = datasets(meta.scale, crop, args.quick)
     results: dict = {"sets": {}, "full_ddpm": {}, "strength_sweep": {}, "strength": strength}
-    n_samples = 8
     steps_list = (5, 10) if args.quick else FAST_STEPS
     # per set, per image: {row name: scores}; the full-schedule table reuses level 5's
     per_image: dict[str, list[dict[str, dict[str, float]]]] = {}
@@ -145,13 +139,23 @@ def run(args: argparse.Namespace) -> dict:
         results["sets"][name] = {k: mean_scores(v) for k, v in rows.items()}
         results["sets"][name]["_n"] = len(pairs)  # type: ignore[assignment]
         print(f"{name}: {len(pairs)} image(s) in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    # the full schedule: one set of 16 samples per image, averages over its first k
-    mid = sets["simulated level 5"][: args.full_ddpm_images]
-    full_rows: dict[str, list[dict[str, float]]] = {}
+    mid = sets["simulated level 5"]
     t0 = time.perf_counter()
-    for i, pair in enumerate(mid):
-        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+    results["full_ddpm"] = full_schedule_rows(
+        den, schedule, mid[: args.full_ddpm_images], per_image["simulated level 5"], args, strength
+    )
+    results["full_ddpm_seconds"] = time.perf_counter() - t0
+    results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
+    results["strength_sweep"] = strength_sweep(den, schedule, mid)
+    return results
+
+
+def full_schedule_rows(den, schedule, pairs, fast_rows, args, strength) -> dict:
+    """One set of 16 full-schedule DDPM samples per image, averages over its first k."""
+    meta = den.metadata
+    full_rows: dict[str, list[dict[str, float]]] = {}
+    for i, pair in enumerate(pairs):
+        cond = model_conditioning(pair.lr, meta)
         samples = full_ddpm_samples(
             den, cond, schedule, args.full_ddpm_samples, seed=i, strength=strength
         )
@@ -160,22 +164,23 @@ def run(args: argparse.Namespace) -> dict:
                 full_rows.setdefault(f"ddpm {schedule.num_timesteps} steps, avg {k}", []).append(
                     score(samples[:k].mean(axis=0), pair.hr)
                 )
-        for key, value in per_image["simulated level 5"][i].items():
+        for key, value in fast_rows[i].items():
             full_rows.setdefault(key, []).append(value)
-    results["full_ddpm"] = {k: mean_scores(v) for k, v in full_rows.items()}
-    results["full_ddpm"]["_n"] = len(mid)
-    results["full_ddpm_seconds"] = time.perf_counter() - t0
-    results["evals_within_0.2dB"] = evals_within(results["full_ddpm"], schedule.num_timesteps)
-    # why the model's default strength: dpmpp 10 steps, avg 8, simulated level 5
+    return {**{k: mean_scores(v) for k, v in full_rows.items()}, "_n": len(pairs)}
+
+
+def strength_sweep(den, schedule, pairs) -> dict:
+    """Why the model's default strength: dpmpp 10 steps, avg 8, at four strengths."""
+    meta = den.metadata
     sweep: dict[str, list[dict[str, float]]] = {}
-    for i, pair in enumerate(sets["simulated level 5"]):
-        cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+    for i, pair in enumerate(pairs):
+        cond = model_conditioning(pair.lr, meta)
         for s in (0.4, 0.6, 0.8, 1.0):
             res = sample(
                 den,
                 cond,
-                make_sampler("dpmpp", schedule),
-                n_samples=n_samples,
+                make_sampler("dpmpp", schedule, prediction=meta.prediction),
+                n_samples=8,
                 steps=10,
                 seed=i,
                 strength=s,
@@ -183,8 +188,7 @@ def run(args: argparse.Namespace) -> dict:
             sweep.setdefault(f"dpmpp 10 steps, avg 8, strength {s}", []).append(
                 score(res.mean, pair.hr)
             )
-    results["strength_sweep"] = {k: mean_scores(v) for k, v in sweep.items()}
-    return results
+    return {k: mean_scores(v) for k, v in sweep.items()}
 
 
 def baseline_and_fast_rows(
@@ -192,14 +196,14 @@ def baseline_and_fast_rows(
 ) -> dict[str, dict[str, float]]:
     """Scores of the bicubic baseline and of DDIM / DPM-Solver++ 8-sample means."""
     meta = den.metadata
-    cond = conditioning(pair.lr, meta.scale, meta.norm_low, meta.norm_high)
+    cond = model_conditioning(pair.lr, meta)
     rows = {"bicubic": score(upsample_bicubic(pair.lr, meta.scale), pair.hr)}
     for sampler_name in ("ddim", "dpmpp"):
         for steps in steps_list:
             res = sample(
                 den,
                 cond,
-                make_sampler(sampler_name, schedule),
+                make_sampler(sampler_name, schedule, prediction=meta.prediction),
                 n_samples=8,
                 steps=steps,
                 seed=seed,
@@ -211,30 +215,8 @@ def baseline_and_fast_rows(
 
 def full_ddpm_samples(den, cond, schedule, n, *, seed, strength):
     """n independent DDPM samples over every timestep up to the start (batched), (n, H, W)."""
-    from tilesr.diffusion.noise import keyed_normal_batch
-    from tilesr.diffusion.sampling import (
-        INITIAL_NOISE,
-        STEP_NOISE,
-        initial_state,
-        run_reverse,
-        sample_keys,
-        start_timestep,
-    )
-
-    sampler = make_sampler("ddpm", schedule)
-    shape = cond.shape
-    cond_b = np.broadcast_to(cond.astype(np.float32), (n, 1, *shape))
-
-    def predict(x, t):
-        return den.predict(x[:, None], cond_b, np.full((n,), t, np.float32))[:, 0]
-
-    def noise(i):
-        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, 0, n), (0, 0), shape)
-
-    start = start_timestep(schedule.num_timesteps, strength)
-    noise0 = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, 0, n), (0, 0), shape)
-    x = initial_state(schedule, start, cond, noise0)
-    return run_reverse(predict, x, sampler, sampler.timesteps(None, start), noise)
+    sampler = make_sampler("ddpm", schedule, prediction=den.metadata.prediction)
+    return sample(den, cond, sampler, n_samples=n, seed=seed, strength=strength).samples
 
 
 def evals_within(rows: dict, full_steps: int) -> dict[str, int | None]:
@@ -346,7 +328,7 @@ def markdown(results: dict, meta: dict, command: str, full_steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "tilesr" / "models" / "default.onnx")
+    parser.add_argument("--model", type=Path, default=ROOT / "tilesr" / "bundled" / "default.onnx")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--full-ddpm-images", type=int, default=1)
     parser.add_argument("--full-ddpm-samples", type=int, default=16)

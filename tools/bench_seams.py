@@ -11,7 +11,7 @@ block edges fall inside it, in three modes:
 * ``fuse=final``: tiles sampled on their own, final outputs blended with the window;
 * ``fuse=final, overlap 0``: no overlap and no blending, the control that must show seams.
 
-The seam ratio (:func:`tilesr.engine.seams.seam_ratio`) is the mean absolute difference
+The seam ratio (:func:`tilesr.seams.seam_ratio`) is the mean absolute difference
 of adjacent pixels across edges over the same statistic just beside them: 1.0 means no
 seam. It is reported separately at tile edges and at block edges.
 """
@@ -29,9 +29,9 @@ import numpy as np
 import tifffile
 from _bench_common import BUNDLED_MODEL, REPO, machine_info, now_iso, replace_region
 
-from tilesr.denoisers.onnx_backend import OnnxDenoiser
-from tilesr.engine import restore
-from tilesr.engine.seams import seam_ratio, tile_edges
+from tilesr.engine import RestoreOptions, restore
+from tilesr.engine.model import EngineModel, open_model
+from tilesr.seams import seam_ratio, tile_edges
 
 IMAGE = REPO.parent / "shared" / "data" / "bpae" / "BPAE_actin.tif"
 
@@ -51,43 +51,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.size, args.steps, args.samples = 128, 3, 1
-    meta = OnnxDenoiser(args.model).metadata
+    model = open_model(args.model)  # once, for all three modes
+    meta = model.metadata
     image = tifffile.imread(IMAGE).astype(np.float32)
     y0, x0 = (image.shape[0] - args.size) // 2, (image.shape[1] - args.size) // 2
     lr = image[y0 : y0 + args.size, x0 : x0 + args.size]
     stride = meta.tile_size - meta.overlap
     block = stride * max(2, (args.size * meta.scale) // (2 * stride))  # 2x2 blocks or more
-    rows = []
-    with dask.config.set(scheduler="threads"):
-        for label, fuse, overlap in (
-            ("fuse=step (default)", "step", meta.overlap),
-            ("fuse=final", "final", meta.overlap),
-            ("fuse=final, overlap 0 (control)", "final", 0),
-        ):
-            t0 = time.perf_counter()
-            res = restore(
-                lr,
-                args.model,
-                samples=args.samples,
-                steps=args.steps,
-                overlap=overlap,
-                block_size=block,
-                fuse=fuse,
-                seed=0,
-            )
-            out = np.asarray(res.image.compute())
-            h, w = out.shape
-            tiles_y = tile_edges(h, meta.tile_size, overlap)
-            tiles_x = tile_edges(w, meta.tile_size, overlap)
-            rows.append(
-                {
-                    "mode": label,
-                    "tile_edges": seam_ratio(out, tiles_y, tiles_x),
-                    "block_edges": seam_ratio(out, block_edges(h, block), block_edges(w, block)),
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            print(rows[-1], flush=True)
+    rows = measure(lr, model, block, args)
     command = "python tools/bench_seams.py " + " ".join(sys.argv[1:])
     info = {
         "date": now_iso(),
@@ -106,13 +77,49 @@ def main() -> None:
     (args.out.parent / "benchmarks" / "seams.json").write_text(
         json.dumps({**info, "rows": rows}, indent=1) + "\n"
     )
+    replace_region(args.out, markdown(info, rows), region="bench_seams")
+    print(f"wrote {args.out}")
+
+
+def measure(lr: np.ndarray, model: EngineModel, block: int, args: argparse.Namespace) -> list:
+    """Seam ratios at tile and block edges, and the time, of the three modes."""
+    meta = model.metadata
+    rows = []
+    with dask.config.set(scheduler="threads"):
+        for label, fuse, overlap in (
+            ("fuse=step (default)", "step", meta.overlap),
+            ("fuse=final", "final", meta.overlap),
+            ("fuse=final, overlap 0 (control)", "final", 0),
+        ):
+            t0 = time.perf_counter()
+            options = RestoreOptions(
+                samples=args.samples, steps=args.steps, overlap=overlap, block_size=block, fuse=fuse
+            )
+            out = np.asarray(restore(lr, model, options).image.compute())
+            h, w = out.shape
+            tiles_y = tile_edges(h, meta.tile_size, overlap)
+            tiles_x = tile_edges(w, meta.tile_size, overlap)
+            rows.append(
+                {
+                    "mode": label,
+                    "tile_edges": seam_ratio(out, tiles_y, tiles_x),
+                    "block_edges": seam_ratio(out, block_edges(h, block), block_edges(w, block)),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(info: dict, rows: list) -> str:
+    size, scale = info["lr_size"], info["scale"]
     lines = [
         "## Seams: fused sampling vs blended tiles",
         "",
         f"Command: `{info['command']}`  ",
-        f"{info['date']}; BPAE actin crop {args.size}x{args.size} -> "
-        f"{args.size * meta.scale}x{args.size * meta.scale}, tile {meta.tile_size}, "
-        f"blocks {block}, dpmpp {args.steps} steps, {args.samples} sample(s).",
+        f"{info['date']}; BPAE actin crop {size}x{size} -> "
+        f"{size * scale}x{size * scale}, tile {info['tile']}, "
+        f"blocks {info['block']}, dpmpp {info['steps']} steps, {info['samples']} sample(s).",
         "",
         "Seam ratio = mean |adjacent difference| across edges / the same beside them "
         "(1.00 = invisible; the issue's goal is within 2 % of 1.0).",
@@ -124,8 +131,7 @@ def main() -> None:
             for r in rows
         ),
     ]
-    replace_region(args.out, "\n".join(lines), region="bench_seams")
-    print(f"wrote {args.out}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import zarr
 from click.testing import CliRunner
 
 from tilesr.cli import main
-from tilesr.engine.pipeline import DEFAULT_MODEL
+from tilesr.restore_file import DEFAULT_MODEL
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 

@@ -9,8 +9,8 @@ import zarr
 from click.testing import CliRunner
 
 from tests import onnx_models
+from tilesr import restore_file as restore_file_module
 from tilesr.cli import main
-from tilesr.engine import pipeline
 
 FAST = ["--steps", "2", "--sampler", "ddim", "--block-size", "48", "--no-progress"]
 
@@ -137,7 +137,7 @@ def test_non_finite_input_is_refused_before_writing(tmp_path, model):
 
 def test_model_is_required_without_a_bundled_default(tmp_path, tiff, monkeypatch):
     # the repository ships a bundled model; pretend an install without one
-    monkeypatch.setattr(pipeline, "DEFAULT_MODEL", tmp_path / "missing.onnx")
+    monkeypatch.setattr(restore_file_module, "DEFAULT_MODEL", tmp_path / "missing.onnx")
     code, output = _run(tiff, tmp_path / "o.zarr", *FAST)
     _assert_one_line_error(code, output)
     assert "--model" in output

@@ -16,8 +16,9 @@ import tifffile
 import zarr
 
 from tilesr.engine import restore
-from tilesr.engine.pipeline import restore_file
 from tilesr.io import open_image, write_ome_zarr
+from tilesr.options import RestoreOptions
+from tilesr.restore_file import restore_file
 from tilesr.simulate import simulate_large
 
 OPTIONS = {"steps": 2, "sampler": "dpmpp", "samples": 2, "seed": 3, "block_size": 96}
@@ -31,7 +32,11 @@ def stack() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(stack, models):
-    res = restore(da.from_array(stack), models["spatial2"], axes="zyx", uncertainty=True, **OPTIONS)
+    res = restore(
+        da.from_array(stack),
+        models["spatial2"],
+        RestoreOptions(axes="zyx", uncertainty=True, **OPTIONS),
+    )
     return res.image.compute(), res.uncertainty.compute()
 
 
@@ -41,10 +46,7 @@ def test_identical_across_chunkings_and_batch_sizes(stack, models, reference, ch
     res = restore(
         da.from_array(stack, chunks=chunks),
         models["spatial2"],
-        axes="zyx",
-        uncertainty=True,
-        batch_size=batch_size,
-        **OPTIONS,
+        RestoreOptions(axes="zyx", uncertainty=True, batch_size=batch_size, **OPTIONS),
     )
     assert res.image.shape == (3, 300, 258)
     assert np.array_equal(res.image.compute(), reference[0])
@@ -73,11 +75,10 @@ def test_tiff_and_ome_zarr_files_threaded_and_local_cluster(tmp_path, stack, mod
         restore_file(
             src,
             out,
+            RestoreOptions(uncertainty=True, **OPTIONS),
             model=models["spatial2"],
-            uncertainty=True,
             scheduler=scheduler,
             progress=False,
-            **OPTIONS,
         )
         restored = open_image(out)
         assert restored.axes == "zyx"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tilesr.engine.blending import WEIGHT_FLOOR, blend, tile_weight, weight_sum
-from tilesr.engine.seams import seam_ratio, tile_edges
 from tilesr.engine.tiling import tile_grid
+from tilesr.seams import seam_ratio, tile_edges
 
 
 @pytest.mark.parametrize(

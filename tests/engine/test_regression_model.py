@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dask
 import dask.array as da
 import numpy as np
@@ -11,28 +9,20 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tests.onnx_models import regression_model, spatial_kernels
-from tests.onnx_models import test_metadata as small_metadata
+from tests.onnx_models import regression_metadata, regression_model, spatial_kernels
 from tilesr.cli import main
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.conditioning import conditioning
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine import restore
 from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
 
 SHAPE = (61, 75)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    meta = replace(
-        small_metadata(scale=2, size_multiple=4),
-        objective="regression",
-        prediction="x0",
-        output="x0",
-        sampler="ddim",
-        steps=1,
-        samples=1,
-    )
+    meta = regression_metadata(scale=2, size_multiple=4)
     return regression_model(tmp_path_factory.mktemp("reg") / "regression.onnx", metadata=meta)
 
 
@@ -58,10 +48,10 @@ class Counting:
 
 def test_one_network_evaluation_per_tile(model, lr):
     den = Counting(OnnxDenoiser(model))
-    res = restore(lr, den, batch_size=3)
+    res = restore(lr, den, RestoreOptions(batch_size=3))
     image = res.image.compute(scheduler="synchronous")
-    assert res.settings["tiles"] == den.tiles and res.settings["steps"] == 1
-    assert res.settings["samples"] == 1
+    assert res.tiles == den.tiles and res.plan.options.steps == 1
+    assert res.plan.options.samples == 1
     assert image.shape == (2 * SHAPE[0], 2 * SHAPE[1])
 
 
@@ -70,19 +60,21 @@ def test_tiled_output_is_the_blended_regression_of_the_whole_image(model, lr):
 
     res = restore(lr, model)
     image = res.image.compute()
-    rng = res.intensity_range
-    cond = np.clip(upsample_bicubic(rng.normalize(lr), 2), -1, 1)
+    intensity = res.intensity_range
+    cond = conditioning(lr, 2, intensity)
     whole = ndimage.convolve(cond, 0.8 * spatial_kernels()[0, 0], mode="constant")
-    expected = rng.denormalize(np.clip(whole, -1, 1))
+    expected = intensity.denormalize(np.clip(whole, -1, 1))
     # tiles zero-pad their 2-px border, where the blend weights are small but not zero
     inner = (slice(4, -4), slice(4, -4))
-    assert np.abs(image - expected)[inner].mean() < 1e-3 * rng.span
+    assert np.abs(image - expected)[inner].mean() < 1e-3 * intensity.span
 
 
 def test_bit_identical_whatever_the_chunking_and_batch(model, lr):
-    ref = restore(lr, model, block_size=48).image.compute()
+    ref = restore(lr, model, RestoreOptions(block_size=48)).image.compute()
     for chunks, batch in (((13, 29), 1), ((61, 7), 5)):
-        res = restore(da.from_array(lr, chunks=chunks), model, block_size=48, batch_size=batch)
+        res = restore(
+            da.from_array(lr, chunks=chunks), model, RestoreOptions(block_size=48, batch_size=batch)
+        )
         with dask.config.set(scheduler="threads"):
             assert np.array_equal(res.image.compute(), ref)
 
@@ -93,7 +85,7 @@ def test_bit_identical_whatever_the_chunking_and_batch(model, lr):
 )
 def test_sampling_options_are_refused_for_a_regression_model(model, lr, option, message):
     with pytest.raises(TilesrError, match=f"regression model.*{message}"):
-        restore(lr, model, **option)
+        restore(lr, model, RestoreOptions(**option))
 
 
 def test_cli_restores_with_a_regression_model(model, lr, tmp_path):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from tests.onnx_models import model_with_wrong_rank, model_without_metadata
+from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange, percentile_range
-from tilesr.data.resize import upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
 from tilesr.diffusion.sampling import sample
 from tilesr.engine import restore
 from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
 
 SHAPE = (70, 83)
 STEPS = 6
@@ -30,15 +31,14 @@ def lr():
     return (structure + rng.normal(0, 40, SHAPE)).astype(np.float32)
 
 
-def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, rng=None):
+def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, intensity=None):
     den = OnnxDenoiser(model_path)
     meta = den.metadata
-    rng = rng or percentile_range(lr, meta.norm_low, meta.norm_high)
-    # the engine clips the conditioning to [-1, 1], as the training data is clipped
-    cond = np.clip(upsample_bicubic(rng.normalize(lr), meta.scale), -1.0, 1.0)
+    intensity = intensity or percentile_range(lr, meta.norm_low, meta.norm_high)
+    cond = conditioning(lr, meta.scale, intensity)
     s = make_sampler(sampler, build_schedule(meta.schedule))
     res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
-    return rng.denormalize(res.mean), res.std * np.float32(rng.span / 2)
+    return intensity.denormalize(res.mean), res.std * np.float32(intensity.span / 2)
 
 
 @pytest.mark.parametrize("scale", [1, 2])
@@ -49,13 +49,15 @@ def test_per_pixel_model_equals_untiled_sampling_exactly(models, lr, scale, fuse
     res = restore(
         da.from_array(lr, chunks=(17, 29)),
         models[f"analytic{scale}"],
-        samples=2,
-        steps=STEPS,
-        sampler=sampler,
-        seed=5,
-        block_size=40,
-        fuse=fuse,
-        uncertainty=True,
+        RestoreOptions(
+            samples=2,
+            steps=STEPS,
+            sampler=sampler,
+            seed=5,
+            block_size=40,
+            fuse=fuse,
+            uncertainty=True,
+        ),
     )
     image, std = dask.compute(res.image, res.uncertainty)
     ref_mean, ref_std = _untiled(models[f"analytic{scale}"], lr, samples=2, sampler=sampler)
@@ -65,35 +67,35 @@ def test_per_pixel_model_equals_untiled_sampling_exactly(models, lr, scale, fuse
 
 
 def test_output_chunks_are_the_blocks(models, lr):
-    res = restore(da.from_array(lr), models["spatial2"], steps=2, block_size=48)
+    res = restore(da.from_array(lr), models["spatial2"], RestoreOptions(steps=2, block_size=48))
     assert res.image.shape == (140, 166)
     assert res.image.chunks == ((48, 48, 44), (48, 48, 48, 22))
     assert res.uncertainty is None
-    assert res.settings["block"] == 48 and res.settings["fuse"] == "step"
-    assert res.settings["tiles"] > 0
+    assert res.plan.block_size == 48 and res.plan.options.fuse == "step"
+    assert res.tiles > 0
 
 
 def test_default_block_is_a_stride_multiple_clipped_to_the_image(models, lr):
-    res = restore(da.from_array(lr), models["spatial1"], steps=2)
-    assert res.settings["block"] % (32 - 8) == 0
+    res = restore(da.from_array(lr), models["spatial1"], RestoreOptions(steps=2))
+    assert res.plan.block_size % (32 - 8) == 0
     assert res.image.chunks == ((70,), (83,))
 
 
 def test_identical_across_chunkings_and_batch_sizes(models, lr):
     lr = lr[:48, :60]
     kwargs = {"samples": 2, "steps": 3, "block_size": 48, "uncertainty": True, "seed": 1}
-    ref = restore(da.from_array(lr), models["spatial2"], batch_size=8, **kwargs)
+    ref = restore(da.from_array(lr), models["spatial2"], RestoreOptions(batch_size=8, **kwargs))
     ref_img, ref_std = dask.compute(ref.image, ref.uncertainty)
     for chunks, batch in [((13, 80), 1), ((48, 7), 3), ((35, 41), 16)]:
         arr = da.from_array(lr, chunks=chunks)
-        res = restore(arr, models["spatial2"], batch_size=batch, **kwargs)
+        res = restore(arr, models["spatial2"], RestoreOptions(batch_size=batch, **kwargs))
         img, std = dask.compute(res.image, res.uncertainty)
         assert np.array_equal(img, ref_img), (chunks, batch)
         assert np.array_equal(std, ref_std), (chunks, batch)
 
 
 def test_identical_across_workers_and_schedulers(models, lr):
-    res = restore(da.from_array(lr), models["spatial1"], steps=3, block_size=32)
+    res = restore(da.from_array(lr), models["spatial1"], RestoreOptions(steps=3, block_size=32))
     single = res.image.compute(scheduler="synchronous")
     threaded = res.image.compute(scheduler="threads", num_workers=2)
     assert np.array_equal(single, threaded)
@@ -101,7 +103,7 @@ def test_identical_across_workers_and_schedulers(models, lr):
 
 def test_spatial_model_restores_close_to_the_conditioning(models, lr):
     # sanity of the whole chain: std 0.02 in model units means output ~ blurred input
-    res = restore(da.from_array(lr), models["spatial1"], steps=STEPS)
+    res = restore(da.from_array(lr), models["spatial1"], RestoreOptions(steps=STEPS))
     out = res.image.compute()
     span = res.intensity_range.span
     assert np.abs(out - lr).mean() < 0.05 * span
@@ -109,41 +111,46 @@ def test_spatial_model_restores_close_to_the_conditioning(models, lr):
 
 def test_leading_axes_are_planes_with_their_own_noise(models, lr):
     stack = np.stack([lr, lr[::-1], lr * 0.5])
-    rng = IntensityRange(100.0, 1100.0)
+    intensity = IntensityRange(100.0, 1100.0)
     res = restore(
         da.from_array(stack, chunks=(2, 30, 30)),
         models["analytic1"],
-        axes="zyx",
-        samples=1,
-        steps=STEPS,
-        seed=5,
-        block_size=40,
-        intensity_range=rng,
+        RestoreOptions(axes="zyx", samples=1, steps=STEPS, seed=5, block_size=40),
+        intensity_range=intensity,
     )
     assert res.image.chunks[0] == (1, 1, 1)
     out = res.image.compute()
     for p in range(3):
-        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=p, rng=rng)
+        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=p, intensity=intensity)
         assert np.array_equal(out[p], ref)
     # the plane index is in the noise key: identical inputs do not get identical noise
     twin = restore(
-        da.from_array(np.stack([lr, lr])), models["analytic1"], steps=STEPS, intensity_range=rng
+        da.from_array(np.stack([lr, lr])),
+        models["analytic1"],
+        RestoreOptions(steps=STEPS),
+        intensity_range=intensity,
     ).image.compute()
     assert not np.array_equal(twin[0], twin[1])
 
 
 def test_two_leading_axes(models, lr):
     stack = np.stack([np.stack([lr, lr + 1]), np.stack([lr + 2, lr + 3])])[..., :40, :40]
-    res = restore(da.from_array(stack), models["spatial2"], axes="czyx", steps=2)
+    res = restore(da.from_array(stack), models["spatial2"], RestoreOptions(axes="czyx", steps=2))
     assert res.image.shape == (2, 2, 80, 80)
     assert res.image.chunks[:2] == ((1, 1), (1, 1))
     assert np.isfinite(res.image.compute()).all()
 
 
 def test_uncertainty_zero_for_one_sample_positive_for_more(models, lr):
-    one = restore(da.from_array(lr), models["analytic1"], steps=STEPS, uncertainty=True)
+    one = restore(
+        da.from_array(lr), models["analytic1"], RestoreOptions(steps=STEPS, uncertainty=True)
+    )
     assert np.all(one.uncertainty.compute() == 0)
-    many = restore(da.from_array(lr), models["analytic1"], steps=STEPS, samples=4, uncertainty=True)
+    many = restore(
+        da.from_array(lr),
+        models["analytic1"],
+        RestoreOptions(steps=STEPS, samples=4, uncertainty=True),
+    )
     std = many.uncertainty.compute()
     # x0 ~ N(cond, 0.5^2) in model units: std about 0.5 * span / 2 raw, within sampling error
     expected = 0.5 * many.intensity_range.span / 2
@@ -168,22 +175,27 @@ class CountingDenoiser:
 def test_skip_background_keeps_the_input_and_saves_work(models):
     img = np.zeros((96, 96), dtype=np.float32)
     img[:, 60:] = np.random.default_rng(0).uniform(500, 1000, (96, 36))
-    rng = IntensityRange(0.0, 1000.0)
+    intensity = IntensityRange(0.0, 1000.0)
     full = CountingDenoiser(OnnxDenoiser(models["spatial1"]))
-    ref = restore(da.from_array(img), full, steps=3, intensity_range=rng).image.compute()
+    ref = restore(
+        da.from_array(img), full, RestoreOptions(steps=3), intensity_range=intensity
+    ).image.compute()
     skip = CountingDenoiser(OnnxDenoiser(models["spatial1"]))
     out = restore(
-        da.from_array(img), skip, steps=3, intensity_range=rng, skip_background=0.1
+        da.from_array(img),
+        skip,
+        RestoreOptions(steps=3, skip_background=0.1),
+        intensity_range=intensity,
     ).image.compute()
     assert 0 < skip.tiles < full.tiles
     # columns only dark tiles cover are the input itself
     np.testing.assert_allclose(out[:, :24], 0.0, atol=1e-3)
     # the bright part is restored as without skipping
-    assert np.abs(out[:, 72:] - ref[:, 72:]).mean() < 0.01 * rng.span
+    assert np.abs(out[:, 72:] - ref[:, 72:]).mean() < 0.01 * intensity.span
 
 
 def test_input_percentiles_are_global(models, lr):
-    res = restore(da.from_array(lr, chunks=(10, 10)), models["analytic1"], steps=1)
+    res = restore(da.from_array(lr, chunks=(10, 10)), models["analytic1"], RestoreOptions(steps=1))
     expected = percentile_range(lr, 1.0, 99.9)
     assert res.intensity_range.low == pytest.approx(expected.low)
     assert res.intensity_range.high == pytest.approx(expected.high)
@@ -191,7 +203,9 @@ def test_input_percentiles_are_global(models, lr):
 
 def test_restore_is_lazy(models, lr):
     calls = CountingDenoiser(OnnxDenoiser(models["analytic1"]))
-    res = restore(da.from_array(lr), calls, steps=2, intensity_range=IntensityRange(0, 1))
+    res = restore(
+        da.from_array(lr), calls, RestoreOptions(steps=2), intensity_range=IntensityRange(0, 1)
+    )
     assert calls.tiles == 0
     res.image[:10, :10].compute()
     assert calls.tiles > 0
@@ -214,7 +228,7 @@ def test_restore_is_lazy(models, lr):
 )
 def test_bad_options_raise_tilesr_errors(models, lr, kwargs, match):
     with pytest.raises(TilesrError, match=match):
-        restore(da.from_array(lr), models["analytic1"], **kwargs)
+        restore(da.from_array(lr), models["analytic1"], RestoreOptions(**kwargs))
 
 
 def test_bad_models_raise_tilesr_errors(tmp_path, lr):
@@ -232,24 +246,26 @@ def test_bad_models_raise_tilesr_errors(tmp_path, lr):
 def test_images_smaller_than_a_tile(models, shape):
     # the canvas is padded to a whole tile by reflection; the image part is still exact
     small = np.random.default_rng(2).uniform(0, 100, shape).astype(np.float32)
-    rng = IntensityRange(0.0, 100.0)
+    intensity = IntensityRange(0.0, 100.0)
     res = restore(
         da.from_array(small),
         models["analytic2"],
-        samples=2,
-        steps=STEPS,
-        seed=5,
-        intensity_range=rng,
+        RestoreOptions(samples=2, steps=STEPS, seed=5),
+        intensity_range=intensity,
     )
-    ref, _ = _untiled(models["analytic2"], small, samples=2, rng=rng)
+    ref, _ = _untiled(models["analytic2"], small, samples=2, intensity=intensity)
     assert res.image.shape == (2 * shape[0], 2 * shape[1])
     assert np.array_equal(res.image.compute(), ref)
 
 
 def test_block_tiles_add_up(models, lr):
-    res = restore(da.from_array(np.stack([lr, lr])), models["spatial1"], steps=1, block_size=32)
+    res = restore(
+        da.from_array(np.stack([lr, lr])),
+        models["spatial1"],
+        RestoreOptions(steps=1, block_size=32),
+    )
     assert set(res.block_tiles) == {(p, i, j) for p in range(2) for i in range(3) for j in range(3)}
-    assert sum(res.block_tiles.values()) == res.settings["tiles"]
+    assert sum(res.block_tiles.values()) == res.tiles
 
 
 @pytest.mark.parametrize("fuse", ["step", "final"])
@@ -258,22 +274,17 @@ def test_strength_is_applied_like_untiled_sampling(models, lr, fuse):
     res = restore(
         da.from_array(lr, chunks=(23, 31)),
         models["analytic1"],
-        samples=2,
-        steps=STEPS,
-        seed=5,
-        block_size=40,
-        fuse=fuse,
-        strength=0.4,
+        RestoreOptions(samples=2, steps=STEPS, seed=5, block_size=40, fuse=fuse, strength=0.4),
     )
-    assert res.settings["strength"] == 0.4
+    assert res.plan.options.strength == 0.4
     den = OnnxDenoiser(models["analytic1"])
-    rng = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
-    cond = np.clip(rng.normalize(lr), -1.0, 1.0)
+    intensity = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
+    cond = conditioning(lr, 1, intensity)
     s = make_sampler("dpmpp", build_schedule(den.metadata.schedule))
     ref = sample(den, cond, s, n_samples=2, steps=STEPS, seed=5, strength=0.4)
-    assert np.array_equal(res.image.compute(), rng.denormalize(ref.mean))
+    assert np.array_equal(res.image.compute(), intensity.denormalize(ref.mean))
 
 
 def test_bad_strength_is_refused_before_any_work(models, lr):
     with pytest.raises(TilesrError, match="strength"):
-        restore(da.from_array(lr), models["analytic1"], strength=1.5)
+        restore(da.from_array(lr), models["analytic1"], RestoreOptions(strength=1.5))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tilesr.engine import restore
-from tilesr.engine.progress import progress_context
-from tilesr.engine.scheduling import scheduler_context, threads_per_worker
+from tilesr.engine.scheduling import scheduler_context, threads_per_worker, worker_threads
 from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
+from tilesr.progress import Progress
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_default_context_is_the_threaded_scheduler():
         assert info.kind == "threads" and info.workers == 2
         assert dask.config.get("scheduler") == "threads"
         assert dask.config.get("num_workers") == 2
-        assert threads_per_worker() == info.threads_per_worker
+        assert worker_threads(workers=2) == info.threads_per_worker
 
 
 @pytest.mark.parametrize(
@@ -53,16 +54,38 @@ def test_unreachable_scheduler_is_named():
         pass
 
 
+def test_worker_threads_says_what_the_context_will_set_up():
+    assert worker_threads("local-cluster:2") == threads_per_worker(2)
+    assert worker_threads("tcp://host:8786") == 1  # remote workers bring their own cores
+    with pytest.raises(TilesrError, match="local-cluster"):
+        worker_threads("local-cluster:x")
+
+
 def test_progress_counts_every_tile_on_the_threaded_scheduler(models, image):
-    res = restore(da.from_array(image), models["spatial1"], steps=2, block_size=32)
-    with scheduler_context(workers=2), progress_context(res.settings["tiles"], True) as bar:
+    progress = Progress()
+    options = RestoreOptions(steps=2, block_size=32)
+    res = restore(da.from_array(image), models["spatial1"], options, progress=progress)
+    with scheduler_context(workers=2), progress.shown(res.tiles):
         res.image.compute()
-        assert bar.n == pytest.approx(res.settings["tiles"])
+        assert progress.done == pytest.approx(res.tiles)
 
 
-def test_disabled_progress_yields_nothing():
-    with progress_context(10, enabled=False) as bar:
-        assert bar is None
+def test_without_progress_the_tasks_report_nowhere(models, image):
+    res = restore(da.from_array(image), models["spatial1"], RestoreOptions(steps=2))
+    assert res.plan.progress is None
+    res.image.compute()  # nothing to report to, and nothing fails
+
+
+def test_two_bars_count_their_own_restorations(models, image):
+    # no bar is global: each restoration reports to the Progress it was given
+    first, second = Progress(), Progress()
+    a = restore(image, models["analytic1"], RestoreOptions(steps=1), progress=first)
+    b = restore(image[:20], models["analytic1"], RestoreOptions(steps=1), progress=second)
+    with first.shown(a.tiles), second.shown(b.tiles):
+        a.image.compute()
+        assert first.done == pytest.approx(a.tiles) and second.done == 0
+        b.image.compute()
+        assert second.done == pytest.approx(b.tiles)
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +97,22 @@ def cluster():
 
 def test_local_cluster_gives_identical_bits(models, image, cluster):
     assert cluster.kind == "local-cluster" and cluster.workers == 2
+    progress = Progress()
     res = restore(
         da.from_array(image, chunks=(20, 20)),
         models["spatial2"],
-        steps=2,
-        samples=2,
-        block_size=40,
-        uncertainty=True,
-        threads=cluster.threads_per_worker,
+        RestoreOptions(
+            steps=2, samples=2, block_size=40, uncertainty=True, threads=cluster.threads_per_worker
+        ),
+        progress=progress,
     )
     threaded = dask.compute(res.image, res.uncertainty, scheduler="threads")
-    with progress_context(res.settings["tiles"], True) as bar:
+    with progress.shown(res.tiles):
+        # the tiles computed in this process above were reported before the bar opened
         on_cluster = dask.compute(res.image, res.uncertainty)  # the default client
         deadline = time.monotonic() + 5
-        while bar.n < res.settings["tiles"] - 1e-6 and time.monotonic() < deadline:
+        while progress.done < res.tiles - 1e-6 and time.monotonic() < deadline:
             time.sleep(0.1)  # the last progress events may still be on their way
-        assert bar.n == pytest.approx(res.settings["tiles"])
+        assert progress.done == pytest.approx(res.tiles)
     for a, b in zip(threaded, on_cluster, strict=True):
         assert np.array_equal(a, b)

@@ -17,6 +17,7 @@ import numpy as np
 from tests.model.tiny import tiny_checkpoint
 from tilesr.engine import restore
 from tilesr.export.onnx_export import export_onnx
+from tilesr.options import RestoreOptions
 
 pytestmark = pytest.mark.torch
 
@@ -34,11 +35,7 @@ def test_unet_restore_is_bit_identical_across_batches_chunks_and_threads(unet_on
         restore(
             da.from_array(lr, chunks=chunks),
             unet_onnx,
-            steps=2,
-            samples=2,
-            batch_size=batch,
-            block_size=32,
-            threads=threads,
+            RestoreOptions(steps=2, samples=2, batch_size=batch, block_size=32, threads=threads),
         ).image.compute()
         for chunks, batch, threads in [((24, 30), 8, 2), ((7, 11), 1, 1), ((13, 30), 3, 2)]
     ]

@@ -39,16 +39,18 @@ def _restored(counter):
     return both[0], both[1]
 
 
-def _write(path, image, unc, **kwargs):
+def _write(path, image, unc, *, overwrite=False, resume=False, **kwargs):
+    """Decide with output_state, then write, as restore_file does."""
     options = {
         "axes": "zyx",
         "pixel_sizes": {"z": 1.0, "y": 0.05, "x": 0.05},
         "units": {"y": "micrometer", "x": "micrometer"},
-        "fingerprint": {"seed": 0, "model_sha256": "abc"},
+        "fingerprint": {"seed": 0, "model_file_sha256": "abc"},
         "provenance": {"model": "m.onnx"},
     }
     options.update(kwargs)
-    return write_restored(path, image, unc, **options)
+    state = output_state(path, options["fingerprint"], overwrite=overwrite, resume=resume)
+    return write_restored(path, image, unc, state=state, **options)
 
 
 def test_layout_provenance_and_one_task_per_block(tmp_path):
@@ -71,7 +73,7 @@ def test_layout_provenance_and_one_task_per_block(tmp_path):
     meta = group.attrs["tilesr"]
     assert meta["status"] == "complete"
     assert meta["model"] == "m.onnx"
-    assert meta["fingerprint"] == {"seed": 0, "model_sha256": "abc"}
+    assert meta["fingerprint"] == {"seed": 0, "model_file_sha256": "abc"}
     assert not (tmp_path / "out.zarr" / ".tilesr").exists()
 
     out = open_image(tmp_path / "out.zarr")
@@ -176,3 +178,48 @@ def test_overwrite_replaces_only_when_writing(tmp_path):
     group = zarr.open_group(tmp_path / "out.zarr", mode="r")
     assert group["0"].shape == (1, 20, 20)
     assert "uncertainty" not in group
+
+
+def test_a_resumed_output_is_checked_against_the_whole_fingerprint(tmp_path, monkeypatch):
+    # output_state sees what is known before any pixel is read; what only the pixels
+    # tell (the engine's intensity range) is checked by the writer before it continues
+    image, unc = _restored(_Counter())
+    monkeypatch.setattr(restored_mod, "_write_block", _crash_after(restored_mod._write_block, 1))
+    with pytest.raises(TilesrError, match="simulated"):
+        _write(tmp_path / "out.zarr", image, unc, fingerprint={"seed": 0, "range": [0, 1]})
+    monkeypatch.undo()
+    early = output_state(tmp_path / "out.zarr", {"seed": 0}, resume=True)
+    assert early is OutputState.RESUME
+    with pytest.raises(TilesrError, match=r"range = \[0, 1\], this run has \[0, 2\]"):
+        write_restored(
+            tmp_path / "out.zarr",
+            image,
+            unc,
+            state=early,
+            axes="zyx",
+            fingerprint={"seed": 0, "range": [0, 2]},
+        )
+
+
+def test_an_output_that_appeared_since_the_decision_is_not_overwritten(tmp_path):
+    image, unc = _restored(_Counter())
+    state = output_state(tmp_path / "out.zarr", {})
+    assert state is OutputState.NEW
+    (tmp_path / "out.zarr").mkdir()
+    (tmp_path / "out.zarr" / "mine.txt").write_text("keep")
+    with pytest.raises(TilesrError, match="appeared"):
+        write_restored(tmp_path / "out.zarr", image, unc, state=state, axes="zyx", fingerprint={})
+    assert (tmp_path / "out.zarr" / "mine.txt").read_text() == "keep"
+
+
+def _crash_after(write_block, n):
+    count, lock = [0], threading.Lock()
+
+    def crashing(*args, block_info=None, **kwargs):
+        with lock:
+            if count[0] >= n:
+                raise TilesrError("simulated crash")
+            count[0] += 1
+        return write_block(*args, block_info=block_info, **kwargs)
+
+    return crashing

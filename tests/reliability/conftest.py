@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability tests: small inputs, test models, digests, CLI runs."""
+"""Reliability test helpers: small inputs, digests, CLI runs (the models: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,32 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
 import zarr
 from click.testing import CliRunner
 
-from tests.onnx_models import analytic_model, spatial_model, test_metadata
 from tilesr.cli import main
 
 #: options of every restore here: few steps, small blocks (many blocks to kill between)
 FAST = ["--steps", "2", "--sampler", "ddim", "--block-size", "64", "--no-progress"]
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """Analytic (per-pixel) and spatial (5x5 conv) ONNX test models, scales 1 and 2."""
-    root = tmp_path_factory.mktemp("reliability_models")
-    return {
-        "analytic1": analytic_model(root / "analytic1.onnx", metadata=test_metadata(scale=1)),
-        "analytic2": analytic_model(root / "analytic2.onnx", metadata=test_metadata(scale=2)),
-        "spatial2": spatial_model(
-            root / "spatial2.onnx",
-            std=0.02,
-            gain=0.05,
-            metadata=test_metadata(scale=2, size_multiple=8),
-        ),
-    }
 
 
 def write_tiff(path: Path, shape: tuple[int, ...] = (136, 150), seed: int = 0) -> Path:
@@ -114,4 +96,11 @@ def spawn_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Po
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+    )
+
+
+def local_cluster(distributed):
+    """A LocalCluster of two single-threaded worker processes, quiet, no dashboard."""
+    return distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=50
     )

@@ -28,7 +28,7 @@ from tests.reliability.conftest import (
 )
 from tilesr.errors import TilesrError
 from tilesr.io import open_image
-from tilesr.io.restored import FAULT_PHASES, KILL_AT_ENV
+from tilesr.io.faults import FAULT_PHASES, KILL_AT_ENV
 
 pytestmark = pytest.mark.slow
 

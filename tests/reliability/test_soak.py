@@ -15,10 +15,11 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.reliability.conftest import read_store, write_tiff
+from tests.reliability.conftest import local_cluster, read_store, write_tiff
 from tilesr.engine.restore import restore
 from tilesr.io import open_image
-from tilesr.io.restored import write_restored
+from tilesr.io.restored import output_state, write_restored
+from tilesr.options import RestoreOptions
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +32,11 @@ OPTIONS = {"samples": 2, "steps": 2, "sampler": "ddim", "block_size": 48, "uncer
 
 def _restore_one(src, out, model) -> None:
     image = open_image(src)
-    result = restore(image.data, str(model), axes=image.axes, **OPTIONS)
+    result = restore(image.data, str(model), RestoreOptions(axes=image.axes, **OPTIONS))
+    fingerprint = {"src": str(src)}
+    state = output_state(out, fingerprint)
     write_restored(
-        out, result.image, result.uncertainty, axes=image.axes, fingerprint={"src": str(src)}
+        out, result.image, result.uncertainty, state=state, axes=image.axes, fingerprint=fingerprint
     )
 
 
@@ -54,13 +57,7 @@ def test_many_concurrent_restorations_stay_flat(tmp_path, models):
     refs = [read_store(tmp_path / "ref" / f"{i}.zarr") for i in range(DISTINCT)]
 
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=50,
-        ) as cluster,
+        local_cluster(distributed) as cluster,
         distributed.Client(cluster) as client,
         ThreadPoolExecutor(PER_ROUND) as pool,
     ):

@@ -23,6 +23,7 @@ from tilesr.data.resize import upsample_bicubic
 from tilesr.engine.blending import tile_weight, weight_sum
 from tilesr.engine.restore import plan_block, restore
 from tilesr.engine.tiling import block_spans
+from tilesr.options import RestoreOptions
 
 
 def _tile_and_overlap(data, tile):
@@ -42,11 +43,11 @@ def _tile_and_overlap(data, tile):
 def test_blocks_and_their_tiles_cover_every_output_pixel(h, w, scale, tile, block, fused, data):
     overlap = _tile_and_overlap(data, tile)
     hr = (h * scale, w * scale)
-    halo = tile if fused else 0
+    context = tile if fused else 0
     owned = np.zeros(hr, dtype=int)
     for by in block_spans(hr[0], block):
         for bx in block_spans(hr[1], block):
-            job = plan_block(0, (by, bx), hr, (h, w), scale, tile, overlap, halo)
+            job = plan_block(0, (by, bx), hr, (h, w), scale, tile, overlap, context)
             owned[by.slice(), bx.slice()] += 1
             # the canvas holds the block, and the block's pixels are covered by tiles
             (cy, cx) = job.canvas
@@ -128,12 +129,9 @@ def test_identity_model_restores_the_upsampled_input(
     result = restore(
         da.from_array(lr, chunks=(chunk_y, chunk_x)),
         str(identity_models[(scale, tile, overlap)]),
-        steps=3,
-        sampler=sampler,
-        fuse=fuse,
-        samples=samples,
-        seed=seed % 1000,
-        block_size=block,
+        RestoreOptions(
+            steps=3, sampler=sampler, fuse=fuse, samples=samples, seed=seed % 1000, block_size=block
+        ),
         intensity_range=window,
     )
     out = result.image.compute()

@@ -9,12 +9,13 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import assert_same_output, tree_digest, write_tiff
-from tilesr.engine.pipeline import restore_file
+from tests.reliability.conftest import assert_same_output, local_cluster, tree_digest, write_tiff
+from tilesr.options import RestoreOptions
+from tilesr.restore_file import restore_file
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = {"samples": 2, "steps": 4, "sampler": "ddim", "block_size": 64, "progress": False}
+OPTIONS = RestoreOptions(samples=2, steps=4, sampler="ddim", block_size=64)
 
 
 def test_worker_killed_mid_restore_is_survived(tmp_path, models):
@@ -23,19 +24,13 @@ def test_worker_killed_mid_restore_is_survived(tmp_path, models):
     digest = tree_digest(src)
     model = models["spatial2"]
     ref = tmp_path / "ref" / "out.zarr"
-    restore_file(src, ref, model=model, **OPTIONS)  # fault-free, local threads
+    restore_file(src, ref, OPTIONS, model=model, progress=False)  # fault-free, local threads
 
     out = tmp_path / "run" / "out.zarr"
     done = out / ".tilesr" / "done"
     killed: list[int] = []
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=50,
-        ) as cluster,
+        local_cluster(distributed) as cluster,
         distributed.Client(cluster) as client,
     ):
         pids = client.run(os.getpid)
@@ -53,7 +48,8 @@ def test_worker_killed_mid_restore_is_survived(tmp_path, models):
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        report = restore_file(src, out, model=model, scheduler=cluster.scheduler_address, **OPTIONS)
+        address = cluster.scheduler_address
+        report = restore_file(src, out, OPTIONS, model=model, scheduler=address, progress=False)
         thread.join(timeout=5)
         assert killed, "the run finished before a worker could be killed"
         # the nanny brought a fresh worker process in place of the killed one

@@ -9,9 +9,9 @@ import zarr
 
 from tests.reliability.conftest import assert_same_output
 from tilesr.errors import TilesrError
-from tilesr.io import open_image
-from tilesr.io import restored as restored_mod
-from tilesr.io.restored import FAULT_PHASES, write_restored
+from tilesr.io import faults, open_image
+from tilesr.io.faults import FAULT_PHASES
+from tilesr.io.restored import output_state, write_restored
 
 
 class Crash(BaseException):
@@ -24,9 +24,10 @@ def _image():
     return da.from_array(values, chunks=64)
 
 
-def _write(out, image, **kwargs):
+def _write(out, image, *, resume=False):
+    state = output_state(out, {"k": 1}, resume=resume)
     return write_restored(
-        out, image, image * 0.1, axes="yx", fingerprint={"k": 1}, provenance={"p": 2}, **kwargs
+        out, image, image * 0.1, state=state, axes="yx", fingerprint={"k": 1}, provenance={"p": 2}
     )
 
 
@@ -39,7 +40,7 @@ def test_crash_at_each_phase_then_resume(tmp_path, monkeypatch, phase):
         if name == phase:
             raise Crash(name)
 
-    monkeypatch.setattr(restored_mod, "_fault_point", fault)
+    monkeypatch.setattr(faults, "fault_point", fault)
     out = tmp_path / "run" / "out.zarr"
     with pytest.raises(Crash):
         _write(out, image)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,6 @@ def test_overrides_are_checked() -> None:
 
 
 def test_export_sampling_reaches_the_model_metadata_and_is_checked():
-    import dataclasses
 
     from tilesr.training.trainer import model_metadata
 

@@ -1,12 +1,22 @@
-"""``tilesr restore``: restore an OME-Zarr / TIFF image or stack into an OME-Zarr."""
+"""``tilesr restore``: restore an OME-Zarr / TIFF image or stack into an OME-Zarr.
+
+Every option named like a field of :class:`~tilesr.options.RestoreOptions` goes into
+that value, which checks it (one-line errors naming the value); choices come from the
+same constants.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
+from tilesr.denoisers.onnx_backend import DEVICES
+from tilesr.io.axes import ZARR_FORMATS
 from tilesr.metadata import SAMPLERS
+from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, RestoreOptions
 
 
 @click.command("restore")
@@ -20,13 +30,13 @@ from tilesr.metadata import SAMPLERS
 )
 @click.option(
     "--samples",
-    type=click.IntRange(min=1),
+    type=int,
     default=None,
     help="Samples per pixel; the output is their mean (default: the model's).",
 )
 @click.option(
     "--steps",
-    type=click.IntRange(min=1),
+    type=int,
     default=None,
     help="Sampler steps, network calls per sample (default: the model's).",
 )
@@ -39,31 +49,44 @@ from tilesr.metadata import SAMPLERS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option(
     "--tile-size",
-    type=click.IntRange(min=8),
+    type=int,
     default=None,
     help="Tile edge in output pixels (default: the model's).",
 )
 @click.option(
     "--overlap",
-    type=click.IntRange(min=0),
+    type=int,
     default=None,
     help="Tile overlap in output pixels (default: the model's).",
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=int,
     default=None,
-    help="Tiles per network call (default 8 on CPU, 32 on GPU).",
+    help="Tiles per network call (default 8 on CPU, 32 on CUDA).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="ONNX Runtime threads per block task (default: the cores divided by the workers).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where ONNX Runtime runs the network (auto: CUDA when available, else the CPU).",
 )
 @click.option(
     "--block-size",
-    type=click.IntRange(min=8),
+    type=int,
     default=None,
     help="Output block (chunk) edge in output pixels (default about 2048).",
 )
 @click.option(
     "--fuse",
-    type=click.Choice(["step", "final"]),
+    type=click.Choice(FUSE_MODES),
     default="step",
     show_default=True,
     help="Blend tiles at every step (seamless) or only at the end.",
@@ -71,47 +94,41 @@ from tilesr.metadata import SAMPLERS
 @click.option(
     "--uncertainty/--no-uncertainty",
     default=None,
-    help="Write the per-pixel std over samples (default: on when --samples > 1).",
+    help="Write the per-pixel std over samples (default: on when more than one sample).",
 )
 @click.option(
     "--strength",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=float,
     default=None,
-    help="Start sampling at this fraction of the noise schedule from the noised input "
-    "(1: from pure noise; default: the model's).",
+    help="Start sampling at this fraction (0, 1] of the noise schedule from the noised "
+    "input (1: from pure noise; default: the model's).",
 )
 @click.option(
     "--skip-background",
-    type=click.FloatRange(0.0, 1.0),
+    type=float,
     default=None,
     metavar="THR",
-    help="Skip tiles darker than THR of the intensity range.",
+    help="Skip tiles darker than THR (0 to 1) of the intensity range.",
 )
 @click.option("--axes", default=None, help="Input axes, e.g. zyx (overrides the metadata).")
-@click.option(
-    "--level",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Pyramid level of the input.",
-)
+@click.option("--level", type=int, default=0, show_default=True, help="Pyramid level of the input.")
 @click.option(
     "--dtype",
-    type=click.Choice(["float32", "input"]),
+    type=click.Choice(OUTPUT_DTYPES),
     default="float32",
     show_default=True,
     help="Output pixel type (input: rounded and clipped).",
 )
 @click.option(
     "--zarr-format",
-    type=click.Choice(["2", "3"]),
-    default="3",
+    type=click.Choice(ZARR_FORMATS),
+    default=3,
     show_default=True,
     help="3: OME-NGFF 0.5; 2: OME-NGFF 0.4.",
 )
 @click.option(
     "--nan-policy",
-    type=click.Choice(["refuse", "zero", "mean"]),
+    type=click.Choice(NAN_POLICIES),
     default="refuse",
     show_default=True,
     help="What to do with NaN/inf input pixels.",
@@ -129,57 +146,25 @@ def command(
     input_path: Path,
     output_path: Path,
     model: Path | None,
-    samples: int | None,
-    steps: int | None,
-    sampler: str | None,
-    seed: int,
-    tile_size: int | None,
-    overlap: int | None,
-    batch_size: int | None,
-    block_size: int | None,
-    fuse: str,
-    uncertainty: bool | None,
-    skip_background: float | None,
-    strength: float | None,
-    axes: str | None,
-    level: int,
-    dtype: str,
-    zarr_format: str,
-    nan_policy: str,
     scheduler: str | None,
     overwrite: bool,
     resume: bool,
     no_progress: bool,
+    **options: Any,
 ) -> None:
     """Restore INPUT (OME-Zarr, zarr or TIFF) into the OME-Zarr OUTPUT.
 
     The output holds the restored multiscale image, an ``uncertainty`` image when
     requested, and the settings used. An interrupted run continues with --resume.
     """
-    from tilesr.engine.pipeline import restore_file
+    from tilesr.restore_file import restore_file
 
     try:
         report = restore_file(
             input_path,
             output_path,
+            restore_options(options),
             model=model,
-            axes=axes,
-            level=level,
-            samples=samples,
-            steps=steps,
-            sampler=sampler,
-            seed=seed,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            block_size=block_size,
-            fuse=fuse,
-            uncertainty=uncertainty,
-            skip_background=skip_background,
-            strength=strength,
-            nan_policy=nan_policy,
-            dtype=dtype,
-            zarr_format=int(zarr_format),
             scheduler=scheduler,
             overwrite=overwrite,
             resume=resume,
@@ -193,3 +178,12 @@ def command(
             "(the input is never written; an interrupted output continues with --resume)"
         ) from None
     click.echo(report.summary())
+
+
+def restore_options(values: dict[str, Any]) -> RestoreOptions:
+    """The options value of the command's options named like its fields (it checks them)."""
+    names = {f.name for f in fields(RestoreOptions)}
+    unused = sorted(set(values) - names)
+    if unused:  # an option added to the command but not to RestoreOptions
+        raise TypeError(f"restore options without a RestoreOptions field: {unused}")
+    return RestoreOptions(**values)

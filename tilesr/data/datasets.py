@@ -18,8 +18,9 @@ import tifffile
 from numpy.typing import NDArray
 
 from tilesr.data.augment import Dihedral
-from tilesr.data.normalize import percentile_range
-from tilesr.data.resize import HALO, upsample_bicubic_window
+from tilesr.data.conditioning import conditioning
+from tilesr.data.normalize import IntensityRange, percentile_range
+from tilesr.data.resize import BICUBIC_MARGIN, bicubic_padding
 from tilesr.errors import TilesrError
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -260,14 +261,12 @@ def load_confocal_sted(paths: str | Path | Sequence[str | Path]) -> list[ImagePa
 class PatchSampler:
     """Random, identically cropped and augmented (cond, target) patches in model space.
 
-    ``cond`` is the LR patch normalised by its image's own ``norm_low``/``norm_high``
-    percentiles and upsampled to the HR grid with
-    :func:`tilesr.data.resize.upsample_bicubic` (read with a 2-pixel halo, so a patch
-    equals the same region of the whole upsampled image); ``target`` is the HR patch
-    normalised by the HR image's own percentiles. Both are clipped to [-1, 1] (the
-    DDPM data range) unless ``clip=False``. Pairs are drawn uniformly, then a
-    uniformly random crop, then (if ``augment``) one of the 8 flips/rotations applied
-    to both.
+    ``cond`` is the LR patch's :func:`~tilesr.data.conditioning.conditioning` with its
+    image's own ``norm_low``/``norm_high`` percentiles (read with the bicubic margin, so
+    a patch equals the same region of the whole image's conditioning); ``target`` is the
+    HR patch normalised by the HR image's own percentiles. Both are clipped to [-1, 1]
+    (the DDPM data range). Pairs are drawn uniformly, then a uniformly random crop,
+    then (if ``augment``) one of the 8 flips/rotations applied to both.
 
     Parameters
     ----------
@@ -281,8 +280,6 @@ class PatchSampler:
         Percentiles mapped to -1 and +1.
     augment
         Apply random flips and 90-degree rotations.
-    clip
-        Clip both outputs to [-1, 1].
     """
 
     def __init__(
@@ -294,42 +291,19 @@ class PatchSampler:
         norm_low: float = 0.1,
         norm_high: float = 99.9,
         augment: bool = True,
-        clip: bool = True,
     ) -> None:
-        if not pairs:
-            raise TilesrError("PatchSampler needs at least one image pair")
-        if scale < 1:
-            raise TilesrError(f"scale must be a positive integer, got {scale}")
-        if patch_size < 1 or patch_size % scale:
-            raise TilesrError(
-                f"patch size must be a positive multiple of the scale {scale}, got {patch_size}"
-            )
-        for pair in pairs:
-            if pair.scale != scale:
-                raise TilesrError(
-                    f"pair {pair.name!r} has scale {pair.scale} (LR {pair.lr.shape}, "
-                    f"HR {pair.hr.shape}), expected {scale}"
-                )
-            if min(pair.hr.shape) < patch_size:
-                raise TilesrError(
-                    f"patch size {patch_size} is larger than image {pair.name!r} "
-                    f"(HR shape {pair.hr.shape})"
-                )
+        _check_patches(pairs, patch_size, scale)
         self.patch_size = patch_size
         self.scale = scale
         self.augment = augment
-        self.clip = clip
         self.names = [p.name for p in pairs]
-        # normalise once; pad the LR by the bicubic halo so every crop reads a full halo
-        self._lr: list[NDArray[np.float32]] = []
+        # pad the LR by the bicubic margin (as the upsampling pads a whole image), so
+        # every crop reads a full margin; normalise the HR once
+        self._lr: list[tuple[NDArray[np.float32], IntensityRange]] = []
         self._hr: list[NDArray[np.float32]] = []
         for pair in pairs:
-            lr = percentile_range(pair.lr, norm_low, norm_high).normalize(pair.lr)
-            # the same padding as upsample_bicubic uses on a whole image
-            if min(lr.shape) > HALO:
-                self._lr.append(np.pad(lr, HALO, mode="reflect"))
-            else:
-                self._lr.append(np.pad(lr, HALO, mode="edge"))
+            lr = np.pad(pair.lr, BICUBIC_MARGIN, mode=bicubic_padding(min(pair.lr.shape)))
+            self._lr.append((lr, percentile_range(pair.lr, norm_low, norm_high)))
             self._hr.append(percentile_range(pair.hr, norm_low, norm_high).normalize(pair.hr))
 
     def __len__(self) -> int:
@@ -342,7 +316,7 @@ class PatchSampler:
         if batch < 1:
             raise TilesrError(f"batch must be at least 1, got {batch}")
         p, s = self.patch_size, self.scale
-        q = p // s
+        q, m = p // s, BICUBIC_MARGIN
         cond = np.empty((batch, 1, p, p), dtype=np.float32)
         target = np.empty((batch, 1, p, p), dtype=np.float32)
         for b in range(batch):
@@ -350,14 +324,35 @@ class PatchSampler:
             hr = self._hr[k]
             i = int(rng.integers(hr.shape[0] // s - q + 1))
             j = int(rng.integers(hr.shape[1] // s - q + 1))
-            window = self._lr[k][i : i + q + 2 * HALO, j : j + q + 2 * HALO]
-            c = upsample_bicubic_window(window, s)
+            lr, intensity = self._lr[k]
+            c = conditioning(lr[i : i + q + 2 * m, j : j + q + 2 * m], s, intensity, margin=m)
             t = hr[i * s : i * s + p, j * s : j * s + p]
             if self.augment:
                 transform = Dihedral.random(rng)
                 c, t = transform.apply(c), transform.apply(t)
             cond[b, 0], target[b, 0] = c, t
-        if self.clip:
-            np.clip(cond, -1.0, 1.0, out=cond)
-            np.clip(target, -1.0, 1.0, out=target)
+        np.clip(target, -1.0, 1.0, out=target)
         return cond, target
+
+
+def _check_patches(pairs: Sequence[ImagePair], patch_size: int, scale: int) -> None:
+    """Refuse pairs of another scale or smaller than a patch, naming them."""
+    if not pairs:
+        raise TilesrError("PatchSampler needs at least one image pair")
+    if scale < 1:
+        raise TilesrError(f"scale must be a positive integer, got {scale}")
+    if patch_size < 1 or patch_size % scale:
+        raise TilesrError(
+            f"patch size must be a positive multiple of the scale {scale}, got {patch_size}"
+        )
+    for pair in pairs:
+        if pair.scale != scale:
+            raise TilesrError(
+                f"pair {pair.name!r} has scale {pair.scale} (LR {pair.lr.shape}, "
+                f"HR {pair.hr.shape}), expected {scale}"
+            )
+        if min(pair.hr.shape) < patch_size:
+            raise TilesrError(
+                f"patch size {patch_size} is larger than image {pair.name!r} "
+                f"(HR shape {pair.hr.shape})"
+            )

@@ -1,20 +1,23 @@
-"""Bicubic upsampling by an integer factor with a finite (4-tap) kernel.
+"""Resampling: bicubic upsampling by an integer factor with a finite (4-tap) kernel, binning.
 
-Every output pixel depends on exactly 4x4 input pixels, so upsampling a chunk with a
-2-pixel halo gives bit-for-bit the same values as upsampling the whole image (a spline
-zoom, as in ``scipy.ndimage.zoom``, has infinite support and does not). Training and
-the engine share this function so the network sees the same conditioning in both.
+Every output pixel depends on exactly 4x4 input pixels, so upsampling a chunk read with
+a 2-pixel margin gives bit-for-bit the same values as upsampling the whole image (a
+spline zoom, as in ``scipy.ndimage.zoom``, has infinite support and does not). Training
+and the engine share this function (through :mod:`tilesr.data.conditioning`) so the
+network sees the same conditioning in both.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-#: input pixels needed on each side of a chunk to upsample it exactly
-HALO = 2
+#: input pixels the 4-tap kernel reaches on each side: a chunk read with this margin
+#: upsamples exactly as the whole image does
+BICUBIC_MARGIN = 2
 
 
 def _keys_kernel(d: NDArray[np.float64], a: float = -0.5) -> NDArray[np.float64]:
@@ -47,8 +50,8 @@ def _upsample_axis(arr: NDArray[np.float32], factor: int, axis: int) -> NDArray[
     weights, offsets = _phase_weights(factor)
     n = arr.shape[axis]
     pad = [(0, 0)] * arr.ndim
-    pad[axis] = (HALO, HALO)
-    padded = np.pad(arr, pad, mode="reflect" if n > HALO else "edge")
+    pad[axis] = (BICUBIC_MARGIN, BICUBIC_MARGIN)
+    padded = np.pad(arr, pad, mode=bicubic_padding(n))
     out_shape = list(arr.shape)
     out_shape[axis] = n * factor
     out = np.empty(out_shape, dtype=np.float32)
@@ -58,7 +61,7 @@ def _upsample_axis(arr: NDArray[np.float32], factor: int, axis: int) -> NDArray[
     for p in range(factor):
         acc = np.zeros_like(moved[:n])
         for k in range(4):
-            acc += weights[p, k] * moved[idx + offsets[p, k] + HALO]
+            acc += weights[p, k] * moved[idx + offsets[p, k] + BICUBIC_MARGIN]
         out_moved[p::factor] = acc
     return out
 
@@ -73,12 +76,34 @@ def upsample_bicubic(image: NDArray, factor: int) -> NDArray[np.float32]:
     return _upsample_axis(_upsample_axis(arr, factor, arr.ndim - 2), factor, arr.ndim - 1)
 
 
-def upsample_bicubic_window(padded: NDArray, factor: int, halo: int = HALO) -> NDArray[np.float32]:
-    """Upsample a window read with ``halo`` extra input pixels on each side, then drop them.
+def upsample_bicubic_window(
+    padded: NDArray, factor: int, margin: int = BICUBIC_MARGIN
+) -> NDArray[np.float32]:
+    """Upsample a window read with ``margin`` extra input pixels on each side, then drop them.
 
     The result equals the corresponding part of :func:`upsample_bicubic` on the full
-    image whenever the halo reaches real (not reflected) pixels.
+    image whenever the margin reaches real (not reflected) pixels.
     """
     up = upsample_bicubic(padded, factor)
-    cut = halo * factor
+    cut = margin * factor
     return up[..., cut : up.shape[-2] - cut, cut : up.shape[-1] - cut]
+
+
+def bicubic_padding(n: int) -> Literal["reflect", "edge"]:
+    """``np.pad`` mode beyond the edge of an axis of ``n`` pixels: reflect (edge when tiny)."""
+    return "reflect" if n > BICUBIC_MARGIN else "edge"
+
+
+def bin_mean(image: NDArray, factor: int) -> NDArray:
+    """Mean over ``factor`` x ``factor`` bins of the last two axes (camera binning).
+
+    Trailing rows and columns that do not fill a bin are dropped; the result has the
+    input's floating dtype (float64 for integers).
+    """
+    if factor < 1:
+        raise ValueError(f"binning factor must be a positive integer, got {factor}")
+    arr = np.asarray(image)
+    h, w = (n - n % factor for n in arr.shape[-2:])
+    lead = arr.shape[:-2]
+    bins = arr[..., :h, :w].reshape(*lead, h // factor, factor, w // factor, factor)
+    return bins.mean(axis=(-3, -1))

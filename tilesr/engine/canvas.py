@@ -1,4 +1,4 @@
-"""Restore one canvas (a block plus its halo) in NumPy: fused tiled diffusion sampling.
+"""Restore one canvas (a block and its context) in NumPy: fused tiled diffusion sampling.
 
 Everything here is a pure function of global coordinates: the tiles come from the
 global grid, the noise is keyed by (seed, stream, step, plane, sample) at global HR
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,60 +18,33 @@ from numpy.typing import NDArray
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.noise import keyed_normal_batch
 from tilesr.diffusion.parameterization import output_for_x0
-from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import (
     INITIAL_NOISE,
     STEP_NOISE,
     initial_state,
     run_reverse,
     sample_keys,
-    start_timestep,
 )
-from tilesr.diffusion.schedule import build_schedule
 from tilesr.engine.blending import blend, tile_weight, weight_sum
+from tilesr.engine.plan import RestorePlan
 from tilesr.engine.tiling import TileWindow
-from tilesr.metadata import ScheduleSpec
-
-FUSE_MODES = ("step", "final")
 
 Report = Callable[[float], None]
 
 
 @dataclass(frozen=True)
-class SamplingPlan:
-    """How every canvas of one restoration is sampled (identical for all blocks)."""
+class Canvas:
+    """One canvas to sample: the conditioning, where it lies, its tiles and which to skip."""
 
-    schedule: ScheduleSpec
-    sampler: str
-    steps: int | None
-    seed: int
-    samples: int
-    tile_size: int
-    overlap: int
-    batch_size: int
-    fuse: str = "step"
-    #: skip tiles whose brightest normalised cond pixel is below this (None: skip none)
-    background_below: float | None = None
-    #: start at round(strength * (T-1)) from the noised conditioning (see initial_state)
-    strength: float = 1.0
-    #: what the network outputs (the model's metadata ``prediction``)
-    prediction: str = "epsilon"
+    cond: NDArray[np.float32]  # normalised conditioning on the HR grid, (H, W)
+    origin: tuple[int, int]  # global HR coordinates of cond[0, 0]
+    tiles: list[TileWindow]
+    skipped: list[bool]  # per tile: background, not run through the network
+    plane: int  # flat index of the (z/c/t) plane, part of the noise key
 
     @property
-    def start(self) -> int:
-        return start_timestep(self.schedule.timesteps, self.strength)
-
-    @property
-    def timesteps(self) -> list[int]:
-        return self.build_sampler().timesteps(self.steps, self.start)
-
-    def build_sampler(self) -> Sampler:
-        return _sampler(self.schedule, self.sampler, self.prediction)
-
-
-@lru_cache(maxsize=8)
-def _sampler(schedule: ScheduleSpec, name: str, prediction: str) -> Sampler:
-    return make_sampler(name, build_schedule(schedule), prediction=prediction)
+    def active(self) -> list[TileWindow]:
+        return [t for t, s in zip(self.tiles, self.skipped, strict=True) if not s]
 
 
 def is_background(cond_tile: NDArray[np.float32], below: float | None) -> bool:
@@ -85,7 +57,7 @@ def sample_canvas(
     cond: NDArray[np.float32],
     origin: tuple[int, int],
     tiles: list[TileWindow],
-    plan: SamplingPlan,
+    plan: RestorePlan,
     *,
     plane: int = 0,
     report: Report | None = None,
@@ -104,52 +76,48 @@ def sample_canvas(
     tiles
         Tiles of the global grid that make up the canvas.
     plan
-        Sampler, steps, seed, samples, tiling and fusion.
+        Sampler, steps, seed, samples, tiling, batch size and fusion.
     plane
         Flat index of the (z/c/t) plane, part of the noise key.
     report
         Called with the fraction of tiles completed after each network batch.
     """
-    skipped = [is_background(cond[t.outer_slices(origin)], plan.background_below) for t in tiles]
-    active = [t for t, s in zip(tiles, skipped, strict=True) if not s]
+    below = plan.background_below
+    skipped = [is_background(cond[t.outer_slices(origin)], below) for t in tiles]
+    canvas = Canvas(cond, origin, tiles, skipped, plane)
     report = report or (lambda _: None)
     report(float(sum(skipped)))
     n = plan.samples
-    if not active:
+    if not canvas.active:
         return np.broadcast_to(cond, (n, *cond.shape)).copy()
-    if plan.fuse == "step":
-        x0 = _sample_fused(denoiser, cond, origin, tiles, skipped, plan, plane, report)
+    if plan.options.fuse == "step":
+        x0 = _sample_fused(denoiser, canvas, plan, report)
     else:
-        x0 = _sample_independent(denoiser, cond, origin, tiles, skipped, plan, plane, report)
-    if len(active) < len(tiles):
+        x0 = _sample_independent(denoiser, canvas, plan, report)
+    if len(canvas.active) < len(tiles):
         # pixels that only skipped tiles cover are background: exactly the input
-        covered = weight_sum(active, origin, cond.shape, plan.tile_size, plan.overlap) > 0
+        covered = weight_sum(canvas.active, origin, cond.shape, plan.tile_size, plan.overlap) > 0
         x0[:, ~covered] = cond[~covered]
     return x0
 
 
 def _sample_fused(
-    denoiser: Denoiser,
-    cond: NDArray[np.float32],
-    origin: tuple[int, int],
-    tiles: list[TileWindow],
-    skipped: list[bool],
-    plan: SamplingPlan,
-    plane: int,
-    report: Report,
+    denoiser: Denoiser, canvas: Canvas, plan: RestorePlan, report: Report
 ) -> NDArray[np.float32]:
     """MultiDiffusion: blend the tiles' network outputs on the canvas at every step.
 
     Blending the raw outputs equals blending their (x0, eps) readings: both are linear in
     the output at a fixed x_t, whatever the model's prediction type.
     """
+    cond, origin, plane = canvas.cond, canvas.origin, canvas.plane
     n, shape = plan.samples, cond.shape
     sampler = plan.build_sampler()
     timesteps = plan.timesteps
     weight = tile_weight(plan.tile_size, plan.overlap)
-    wsum = weight_sum(tiles, origin, shape, plan.tile_size, plan.overlap)
-    active_slices = [t.outer_slices(origin) for t, s in zip(tiles, skipped, strict=True) if not s]
-    skipped_slices = [t.outer_slices(origin) for t, s in zip(tiles, skipped, strict=True) if s]
+    wsum = weight_sum(canvas.tiles, origin, shape, plan.tile_size, plan.overlap)
+    pairs = list(zip(canvas.tiles, canvas.skipped, strict=True))
+    active_slices = [t.outer_slices(origin) for t, s in pairs if not s]
+    skipped_slices = [t.outer_slices(origin) for t, s in pairs if s]
     cond_tiles = [cond[sl] for sl in active_slices]
     entries = [(j, s) for j in range(len(active_slices)) for s in range(n)]
     per_entry = 1.0 / (n * len(timesteps))
@@ -170,30 +138,26 @@ def _sample_fused(
         if skipped_slices:
             # a skipped tile predicts the output for which x0 = cond (background)
             abar = sampler.schedule.alpha_bar(t)
-            bg = output_for_x0(cond, x, abar, plan.prediction)
+            bg = output_for_x0(cond, x, abar, plan.metadata.prediction)
             for sl in skipped_slices:
                 acc[(slice(None), *sl)] += weight * bg[(slice(None), *sl)]
         return (acc / wsum).astype(np.float32)
 
-    def step_noise(i: int) -> NDArray[np.float32]:
-        return keyed_normal_batch(sample_keys(plan.seed, STEP_NOISE, i, plane, n), origin, shape)
+    seed = plan.options.seed
 
-    noise0 = keyed_normal_batch(sample_keys(plan.seed, INITIAL_NOISE, 0, plane, n), origin, shape)
+    def step_noise(i: int) -> NDArray[np.float32]:
+        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n), origin, shape)
+
+    noise0 = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, plane, n), origin, shape)
     x_start = initial_state(sampler.schedule, plan.start, cond, noise0)
     return run_reverse(predict, x_start, sampler, timesteps, step_noise)
 
 
 def _sample_independent(
-    denoiser: Denoiser,
-    cond: NDArray[np.float32],
-    origin: tuple[int, int],
-    tiles: list[TileWindow],
-    skipped: list[bool],
-    plan: SamplingPlan,
-    plane: int,
-    report: Report,
+    denoiser: Denoiser, canvas: Canvas, plan: RestorePlan, report: Report
 ) -> NDArray[np.float32]:
     """Sample every tile on its own (same keyed noise) and blend only the final images."""
+    cond, origin, tiles, plane = canvas.cond, canvas.origin, canvas.tiles, canvas.plane
     n, size = plan.samples, plan.tile_size
     sampler = plan.build_sampler()
     timesteps = plan.timesteps
@@ -201,7 +165,7 @@ def _sample_independent(
     outputs: list[NDArray[np.float32]] = [
         np.broadcast_to(cond[sl], (n, size, size)) for sl in slices
     ]
-    todo = [j for j, s in enumerate(skipped) if not s]
+    todo = [j for j, s in enumerate(canvas.skipped) if not s]
     group = max(1, plan.batch_size // n)  # tiles sampled together
     per_entry = 1.0 / (n * len(timesteps))
     for g0 in range(0, len(todo), group):
@@ -210,7 +174,7 @@ def _sample_independent(
         corners = [(tiles[j].outer[0].start, tiles[j].outer[1].start) for j in members]
 
         def keyed(stream: int, step: int, corners=corners) -> NDArray[np.float32]:
-            keys = sample_keys(plan.seed, stream, step, plane, n)
+            keys = sample_keys(plan.options.seed, stream, step, plane, n)
             return np.concatenate([keyed_normal_batch(keys, c, (size, size)) for c in corners])
 
         def predict(x: NDArray[np.float32], t: int, cond_b=cond_b) -> NDArray[np.float32]:

@@ -20,9 +20,6 @@ from tilesr.errors import TilesrError
 
 LOCAL_CLUSTER_PREFIX = "local-cluster:"
 
-# workers of the scheduler_context currently open (None: none open)
-_ACTIVE_WORKERS: list[int] = []
-
 
 def available_cores() -> int:
     """CPU cores this process may use (respects affinity masks and cgroup pinning)."""
@@ -40,23 +37,32 @@ def default_workers(cores: int | None = None) -> int:
     return max(1, cores // 4)
 
 
-def threads_per_worker(workers: int | None = None, *, cores: int | None = None) -> int:
+def threads_per_worker(workers: int, *, cores: int | None = None) -> int:
     """ONNX Runtime intra-op threads per worker so that workers x threads ~ cores.
 
     Parameters
     ----------
     workers
-        Concurrent block tasks; default: those of the open :func:`scheduler_context`,
-        else :func:`default_workers`.
+        Concurrent block tasks.
     cores
         Cores to share (default: those available to this process).
     """
-    cores = cores or available_cores()
-    if workers is None:
-        workers = _ACTIVE_WORKERS[-1] if _ACTIVE_WORKERS else default_workers(cores)
     if workers < 1:
         raise TilesrError(f"number of workers must be positive, got {workers}")
-    return max(1, cores // workers)
+    return max(1, (cores or available_cores()) // workers)
+
+
+def worker_threads(address: str | None = None, *, workers: int | None = None) -> int:
+    """ONNX Runtime threads per block task on the scheduler ``address`` names; starts nothing.
+
+    What :func:`scheduler_context` will report as ``threads_per_worker`` (the same
+    arguments), so a model can be opened with it before the scheduler is set up.
+    """
+    if address is None:
+        return threads_per_worker(workers or default_workers())
+    if address.startswith(LOCAL_CLUSTER_PREFIX):
+        return threads_per_worker(_parse_local_cluster(address))
+    return 1  # remote workers have their own cores; one ORT thread per dask thread there
 
 
 @dataclass(frozen=True)
@@ -107,54 +113,53 @@ def scheduler_context(
     Yields
     ------
     SchedulerInfo
-        Pass ``info.threads_per_worker`` as ``restore(..., threads=...)``.
+        ``info.threads_per_worker`` is :func:`worker_threads` of the same arguments.
     """
-    import dask
-
-    cores = available_cores()
     with ExitStack() as stack:
         if address is None:
-            n = workers or default_workers(cores)
-            if n < 1:
-                raise TilesrError(f"number of workers must be positive, got {n}")
-            stack.enter_context(dask.config.set(scheduler="threads", num_workers=n))
-            info = SchedulerInfo("threads", n, threads_per_worker(n, cores=cores))
+            yield _threads(stack, workers)
         elif address.startswith(LOCAL_CLUSTER_PREFIX):
-            from distributed import Client, LocalCluster
-
-            n = _parse_local_cluster(address)
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=n,
-                    processes=True,
-                    threads_per_worker=1,
-                    dashboard_address=None,
-                    silence_logs=40,
-                )
-            )
-            client = stack.enter_context(Client(cluster, set_as_default=True))
-            info = SchedulerInfo(
-                "local-cluster",
-                n,
-                threads_per_worker(n, cores=cores),
-                cluster.scheduler_address,
-                client,
-            )
+            yield _local_cluster(stack, address)
         else:
-            from distributed import Client
+            yield _remote(stack, address, connect_timeout)
 
-            try:
-                client = Client(address, timeout=connect_timeout, set_as_default=True)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise TilesrError(
-                    f"cannot reach the dask scheduler at {address!r} ({type(exc).__name__})"
-                ) from None
-            stack.enter_context(client)
-            n = max(1, len(client.scheduler_info().get("workers", {})))
-            # remote workers have their own cores; one ORT thread per dask thread there
-            info = SchedulerInfo("distributed", n, 1, address, client)
-        _ACTIVE_WORKERS.append(info.workers)
-        try:
-            yield info
-        finally:
-            _ACTIVE_WORKERS.pop()
+
+def _threads(stack: ExitStack, workers: int | None) -> SchedulerInfo:
+    import dask
+
+    n = workers or default_workers()
+    threads = threads_per_worker(n)  # refuses n < 1
+    stack.enter_context(dask.config.set(scheduler="threads", num_workers=n))
+    return SchedulerInfo("threads", n, threads)
+
+
+def _local_cluster(stack: ExitStack, address: str) -> SchedulerInfo:
+    from distributed import Client, LocalCluster
+
+    n = _parse_local_cluster(address)
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=n,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=40,
+        )
+    )
+    client = stack.enter_context(Client(cluster, set_as_default=True))
+    threads = worker_threads(address)
+    return SchedulerInfo("local-cluster", n, threads, cluster.scheduler_address, client)
+
+
+def _remote(stack: ExitStack, address: str, connect_timeout: float) -> SchedulerInfo:
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=connect_timeout, set_as_default=True)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise TilesrError(
+            f"cannot reach the dask scheduler at {address!r} ({type(exc).__name__})"
+        ) from None
+    stack.enter_context(client)
+    n = max(1, len(client.scheduler_info().get("workers", {})))
+    return SchedulerInfo("distributed", n, worker_threads(address), address, client)

@@ -33,47 +33,23 @@ class Span:
         """This span as a slice into an array whose first element sits at ``origin``."""
         return slice(self.start - origin, self.stop - origin)
 
-    def scaled(self, factor: int) -> Span:
-        return Span(self.start * factor, self.stop * factor)
-
     def intersects(self, other: Span) -> bool:
         return self.start < other.stop and other.start < self.stop
 
 
 @dataclass(frozen=True)
 class TileWindow:
-    """One tile: the ``outer`` window the network sees and the ``inner`` part it owns.
+    """One tile: the window of the image the network sees, in global (image) pixels.
 
-    The inner windows of a grid partition the image exactly (boundaries at the middle
-    of each overlap); outer windows overlap by the grid's overlap. Coordinates are
-    global (image) pixels; ``index`` is the tile's (row, column) in the grid.
+    Neighbouring windows overlap by the grid's overlap; the blend weights
+    (:mod:`tilesr.engine.blending`) decide how much each contributes to a pixel.
     """
 
     outer: tuple[Span, Span]
-    inner: tuple[Span, Span]
-    index: tuple[int, int]
-
-    @property
-    def halo(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Pixels of ``outer`` before and after ``inner`` along y and x."""
-        (oy, ox), (iy, ix) = self.outer, self.inner
-        return ((iy.start - oy.start, oy.stop - iy.stop), (ix.start - ox.start, ox.stop - ix.stop))
 
     def outer_slices(self, origin: tuple[int, int] = (0, 0)) -> tuple[slice, slice]:
-        """Slices of the outer window into an array whose corner is at global ``origin``."""
+        """Slices of the window into an array whose corner is at global ``origin``."""
         return (self.outer[0].slice(origin[0]), self.outer[1].slice(origin[1]))
-
-    def inner_slices(self, origin: tuple[int, int] = (0, 0)) -> tuple[slice, slice]:
-        """Slices of the inner window into an array whose corner is at global ``origin``."""
-        return (self.inner[0].slice(origin[0]), self.inner[1].slice(origin[1]))
-
-    def scaled(self, factor: int) -> TileWindow:
-        """The same window on a grid ``factor`` times finer (LR to HR coordinates)."""
-        return TileWindow(
-            outer=(self.outer[0].scaled(factor), self.outer[1].scaled(factor)),
-            inner=(self.inner[0].scaled(factor), self.inner[1].scaled(factor)),
-            index=self.index,
-        )
 
 
 def check_tiling(tile_size: int, overlap: int) -> None:
@@ -103,15 +79,9 @@ def axis_starts(length: int, tile_size: int, overlap: int) -> list[int]:
 
 
 @lru_cache(maxsize=64)
-def _axis_spans(length: int, tile_size: int, overlap: int) -> tuple[tuple[Span, Span], ...]:
-    """(outer, inner) spans along one axis; inners meet in the middle of each overlap."""
-    starts = axis_starts(length, tile_size, overlap)
-    spans = []
-    for k, start in enumerate(starts):
-        lo = 0 if k == 0 else (start + starts[k - 1] + tile_size) // 2
-        hi = length if k == len(starts) - 1 else (starts[k + 1] + start + tile_size) // 2
-        spans.append((Span(start, start + tile_size), Span(lo, hi)))
-    return tuple(spans)
+def _axis_spans(length: int, tile_size: int, overlap: int) -> tuple[Span, ...]:
+    """The windows along one axis."""
+    return tuple(Span(s, s + tile_size) for s in axis_starts(length, tile_size, overlap))
 
 
 def tile_grid(
@@ -140,15 +110,12 @@ def tile_grid(
     """
     per_axis = []
     for axis, n in enumerate(shape):
-        spans = list(enumerate(_axis_spans(int(n), tile_size, overlap)))
+        spans = list(_axis_spans(int(n), tile_size, overlap))
         if region is not None:
             # filter each axis first: a block of a huge image touches few rows and columns
-            spans = [(k, s) for k, s in spans if s[0].intersects(region[axis])]
+            spans = [s for s in spans if s.intersects(region[axis])]
         per_axis.append(spans)
-    return [
-        TileWindow(outer=(oy, ox), inner=(ny, nx), index=(iy, ix))
-        for (iy, (oy, ny)), (ix, (ox, nx)) in product(per_axis[0], per_axis[1])
-    ]
+    return [TileWindow(outer=(oy, ox)) for oy, ox in product(per_axis[0], per_axis[1])]
 
 
 def bounding_box(tiles: list[TileWindow]) -> tuple[Span, Span]:

@@ -14,6 +14,9 @@ from typing import Any
 from tilesr.errors import TilesrError
 
 AXIS_LETTERS = "tczyx"
+#: zarr format -> the OME-NGFF version written with it
+NGFF_VERSIONS = {2: "0.4", 3: "0.5"}
+ZARR_FORMATS = tuple(NGFF_VERSIONS)
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 # OME-XML / ImageJ spellings -> NGFF unit names (NGFF accepts only UDUNITS-2 names)
@@ -93,6 +96,15 @@ def check_axes(axes: str, shape: tuple[int, ...], *, source: str = "image") -> s
             f"{len(shape)} (shape {tuple(shape)})"
         )
     return axes
+
+
+def check_format(zarr_format: object) -> int:
+    """A zarr format tilesr writes (2: OME-NGFF 0.4, 3: OME-NGFF 0.5), or TilesrError."""
+    if zarr_format not in NGFF_VERSIONS or isinstance(zarr_format, bool):
+        raise TilesrError(
+            f"zarr format must be 2 (OME-NGFF 0.4) or 3 (OME-NGFF 0.5), got {zarr_format!r}"
+        )
+    return int(zarr_format)
 
 
 def normalize_unit(unit: object) -> str | None:
@@ -187,10 +199,11 @@ def multiscales_attrs(
     }
     multiscale["type"] = "mean"
     attrs: dict[str, Any]
+    version = NGFF_VERSIONS[check_format(zarr_format)]
     if zarr_format == 3:
-        attrs = {"ome": {"version": "0.5", "multiscales": [multiscale]}}
+        attrs = {"ome": {"version": version, "multiscales": [multiscale]}}
     else:
-        attrs = {"multiscales": [{"version": "0.4", **multiscale}]}
+        attrs = {"multiscales": [{"version": version, **multiscale}]}
     if extra:
         attrs.update(extra)
     return attrs

@@ -18,7 +18,8 @@ import dask.array as da
 import numpy as np
 
 from tilesr.errors import TilesrError
-from tilesr.io.axes import check_axes, check_pixel_size, multiscales_attrs
+from tilesr.io.axes import check_axes, check_format, check_pixel_size, multiscales_attrs
+from tilesr.progress import Progress
 
 # stop downsampling once the smaller of y/x would drop below this
 PYRAMID_MIN_SIDE = 256
@@ -60,7 +61,7 @@ def write_ome_zarr(
     attrs
         Extra group attributes (e.g. ``{"tilesr": {...}}`` provenance).
     progress
-        Show a progress bar while writing.
+        Show a progress bar over the level-0 chunks while writing.
 
     Raises
     ------
@@ -85,9 +86,14 @@ def write_ome_zarr(
     target = create_level(
         group, "0", shape=array.shape, chunks=chunks, dtype=array.dtype, axes=axes
     )
-    with _progress(progress):
-        da.store(array.rechunk(chunks), target, lock=False)
-        write_pyramid(group, shapes, axes=axes)
+    level0 = array.rechunk(chunks)
+    if not progress:
+        da.store(level0, target, lock=False)
+    else:
+        bar = Progress(unit="chunk", desc="writing")
+        with bar.shown(math.prod(level0.numblocks)):
+            da.store(level0.map_blocks(_counted, bar, dtype=level0.dtype), target, lock=False)
+    write_pyramid(group, shapes, axes=axes)
     paths = [str(i) for i in range(len(shapes))]
     group.attrs.update(
         multiscales_attrs(
@@ -100,13 +106,6 @@ def write_ome_zarr(
             extra=attrs,
         )
     )
-
-
-def check_format(zarr_format: int) -> None:
-    if zarr_format not in (2, 3):
-        raise TilesrError(
-            f"zarr format must be 2 (OME-NGFF 0.4) or 3 (OME-NGFF 0.5), got {zarr_format!r}"
-        )
 
 
 def check_sizes(pixel_sizes: Mapping[str, float] | None, axes: str) -> dict[str, float]:
@@ -234,17 +233,9 @@ def write_pyramid(group: Any, shapes: list[tuple[int, ...]], *, axes: str) -> No
         da.store(smaller.rechunk(level_chunks), target, lock=False)
 
 
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return _NullContext()
-    from dask.diagnostics import ProgressBar
-
-    return ProgressBar()
+def _counted(block: np.ndarray[Any, Any], progress: Progress) -> np.ndarray[Any, Any]:
+    """``block`` unchanged, counted as one chunk done."""
+    report = progress.reporter()
+    report(1.0)
+    report.flush()
+    return block

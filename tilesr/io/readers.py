@@ -171,45 +171,11 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
     except Exception as exc:  # zarr raises many types for non-stores
         raise TilesrError(f"{source!r} is not a readable zarr store: {_first_line(exc)}") from None
     if isinstance(node, zarr.Array):
-        if level != 0:
-            raise TilesrError(
-                f"{source}: level {level} requested but a plain zarr array has only level 0"
-            )
-        shape = tuple(node.shape)
-        if axes is None:
-            if len(shape) != 2:
-                raise TilesrError(
-                    f"{source}: plain zarr array of shape {shape} has no axes metadata; "
-                    "pass --axes (e.g. 'zyx')"
-                )
-            axes = "yx"
-        check_axes(axes, shape, source=source)
-        chunks = read_chunks(shape, tuple(node.chunks))
-        check_chunk_count(shape, chunks, source=source)
-        data = _zarr_dask(node, chunks, source=source)
-        return InputImage(data, axes, {a: 1.0 for a in axes if a != "c"}, {}, source, "zarr")
-
+        return _plain_zarr(node, source, axes=axes, level=level)
     multiscale = parse_multiscales(dict(node.attrs), source=source)
     if multiscale is None:
         raise TilesrError(f"{source}: zarr group without OME-NGFF 'multiscales' metadata")
-    datasets = multiscale.get("datasets")
-    if not isinstance(datasets, list) or not datasets:
-        raise TilesrError(f"{source}: multiscales metadata lists no datasets")
-    if level >= len(datasets):
-        raise TilesrError(
-            f"{source}: level {level} is out of range; the image has {len(datasets)} "
-            f"level(s), 0 to {len(datasets) - 1}"
-        )
-    entry = datasets[level]
-    ds_path = entry.get("path") if isinstance(entry, dict) else None
-    if not isinstance(ds_path, str):
-        raise TilesrError(f"{source}: dataset {level} of the multiscales metadata has no path")
-    try:
-        array = zarr.open_array(store=str(path), path=ds_path, mode="r")
-    except Exception as exc:
-        raise TilesrError(
-            f"{source}: dataset {ds_path!r} cannot be opened: {_first_line(exc)}"
-        ) from None
+    array, ds_path = _ngff_dataset(path, multiscale, level, source=source)
     shape = tuple(array.shape)
     names, units = multiscale_axes(multiscale, source=source)
     if len(names) != len(shape):
@@ -233,6 +199,53 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
     return InputImage(
         data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
     )
+
+
+def _plain_zarr(node: Any, source: str, *, axes: str | None, level: int) -> InputImage:
+    """A zarr array without NGFF metadata: level 0 only, axes ``yx`` unless given."""
+    if level != 0:
+        raise TilesrError(
+            f"{source}: level {level} requested but a plain zarr array has only level 0"
+        )
+    shape = tuple(node.shape)
+    if axes is None:
+        if len(shape) != 2:
+            raise TilesrError(
+                f"{source}: plain zarr array of shape {shape} has no axes metadata; "
+                "pass --axes (e.g. 'zyx')"
+            )
+        axes = "yx"
+    check_axes(axes, shape, source=source)
+    chunks = read_chunks(shape, tuple(node.chunks))
+    check_chunk_count(shape, chunks, source=source)
+    data = _zarr_dask(node, chunks, source=source)
+    return InputImage(data, axes, {a: 1.0 for a in axes if a != "c"}, {}, source, "zarr")
+
+
+def _ngff_dataset(
+    path: Path, multiscale: dict[str, Any], level: int, *, source: str
+) -> tuple[Any, str]:
+    """The zarr array of pyramid ``level`` and its path in the store."""
+    import zarr
+
+    datasets = multiscale.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise TilesrError(f"{source}: multiscales metadata lists no datasets")
+    if level >= len(datasets):
+        raise TilesrError(
+            f"{source}: level {level} is out of range; the image has {len(datasets)} "
+            f"level(s), 0 to {len(datasets) - 1}"
+        )
+    entry = datasets[level]
+    ds_path = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(ds_path, str):
+        raise TilesrError(f"{source}: dataset {level} of the multiscales metadata has no path")
+    try:
+        return zarr.open_array(store=str(path), path=ds_path, mode="r"), ds_path
+    except Exception as exc:
+        raise TilesrError(
+            f"{source}: dataset {ds_path!r} cannot be opened: {_first_line(exc)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -346,10 +359,63 @@ class _TiffRegion:
             raise TilesrError(f"cannot read {self.path}: {_first_line(exc)}") from None
 
 
+@dataclass(frozen=True)
+class _TiffHeader:
+    """What a TIFF says about the level to read, before any pixel is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    axes: str  # tifffile's axes letters (upper case)
+    sizes: dict[str, float]  # physical pixel size by tifffile axis letter
+    units: dict[str, str]
+    kind: str
+    chunks: tuple[int, ...]  # native tiles, strips or pages
+
+
 def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
+    source = str(path)
+    head = _tiff_header(path, level, source=source)
+    if head.dtype.kind not in "uif":
+        raise TilesrError(
+            f"{source}: pixel type {head.dtype} is not supported (need integer or floating point)"
+        )
+    if any(s == 0 for s in head.shape):
+        raise TilesrError(f"{source}: image has an empty axis (shape {head.shape})")
+    region = _TiffRegion(source, level, head.shape, head.dtype)
+    chunks = read_chunks(head.shape, head.chunks)
+    check_chunk_count(head.shape, chunks, source=source)
+    data = da.from_array(
+        region,
+        chunks=chunks,
+        meta=np.empty((0,) * len(head.shape), dtype=head.dtype),
+        asarray=False,
+        fancy=False,
+        lock=False,
+        inline_array=True,
+        name=f"tiff-{da.core.tokenize(source, level, os.stat(source).st_mtime_ns)}",
+    )
+    tif_axes = head.axes
+    if "S" in tif_axes:
+        # RGB samples: put them in front of yx so that a channel axis can name them
+        s = tif_axes.index("S")
+        order = [i for i in range(len(tif_axes)) if i != s]
+        order.insert(len(order) - 2, s)
+        data = data.transpose(order)
+        tif_axes = "".join(tif_axes[i] for i in order)
+        if axes is None:
+            raise TilesrError(
+                f"{source}: TIFF stores RGB samples (tifffile axes {head.axes!r}, shape "
+                f"{head.shape}); tilesr restores single-channel planes: pass --axes naming the "
+                f"samples 'c', e.g. --axes {_guess_axes(tif_axes).replace('?', 'c')!r}"
+            )
+    axes, sizes, units = _tiff_axes(axes, tif_axes, head, source=source)
+    check_axes(axes, tuple(data.shape), source=source)
+    return InputImage(data, axes, sizes, units, source, head.kind)
+
+
+def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
     import tifffile
 
-    source = str(path)
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
@@ -362,7 +428,7 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
                     f"level(s), 0 to {len(levels) - 1}"
                 )
             chosen = levels[level]
-            shape, dtype, tif_axes = tuple(chosen.shape), np.dtype(chosen.dtype), series.axes
+            shape, tif_axes = tuple(chosen.shape), series.axes
             _check_not_truncated(chosen, path)
             sizes, units, kind = _tiff_physical(tif, tif_axes, source=source)
             for letter in "YX":
@@ -371,63 +437,38 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
                     i = tif_axes.index(letter)
                     sizes[letter] *= levels[0].shape[i] / shape[i]
             native = _tiff_native_chunks(series, level)
+            dtype = np.dtype(chosen.dtype)
     except TilesrError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise TilesrError(f"{source} is not a readable TIFF: {_first_line(exc)}") from None
-    if dtype.kind not in "uif":
-        raise TilesrError(
-            f"{source}: pixel type {dtype} is not supported (need integer or floating point)"
-        )
-    if any(s == 0 for s in shape):
-        raise TilesrError(f"{source}: image has an empty axis (shape {shape})")
+    return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native)
 
-    region = _TiffRegion(source, level, shape, dtype)
-    chunks = read_chunks(shape, native)
-    check_chunk_count(shape, chunks, source=source)
-    data = da.from_array(
-        region,
-        chunks=chunks,
-        meta=np.empty((0,) * len(shape), dtype=dtype),
-        asarray=False,
-        fancy=False,
-        lock=False,
-        inline_array=True,
-        name=f"tiff-{da.core.tokenize(source, level, os.stat(source).st_mtime_ns)}",
-    )
-    if "S" in tif_axes:
-        # RGB samples: put them in front of yx so that a channel axis can name them
-        s = tif_axes.index("S")
-        order = [i for i in range(len(tif_axes)) if i != s]
-        order.insert(len(order) - 2, s)
-        data = data.transpose(order)
-        tif_axes = "".join(tif_axes[i] for i in order)
-        if axes is None:
-            raise TilesrError(
-                f"{source}: TIFF stores RGB samples (tifffile axes {series.axes!r}, shape "
-                f"{shape}); tilesr restores single-channel planes: pass --axes naming the "
-                f"samples 'c', e.g. --axes {_guess_axes(tif_axes).replace('?', 'c')!r}"
-            )
+
+def _tiff_axes(
+    axes: str | None, tif_axes: str, head: _TiffHeader, *, source: str
+) -> tuple[str, dict[str, float], dict[str, str]]:
+    """tilesr axes (guessed or the override) and the physical sizes and units they keep."""
+    sizes, units = head.sizes, head.units
     if axes is None:
         axes = _guess_axes(tif_axes)
         if "?" in axes:
             raise TilesrError(
-                f"{source}: cannot tell what the TIFF axes {series.axes!r} (shape {shape}) are; "
-                "pass --axes, e.g. 'tzyx'"
+                f"{source}: cannot tell what the TIFF axes {head.axes!r} (shape {head.shape}) "
+                "are; pass --axes, e.g. 'tzyx'"
             )
         kept_sizes = {a: sizes.get(a.upper(), 1.0) for a in axes if a != "c"}
         kept_units = {a: units[a.upper()] for a in axes if a.upper() in units and a != "c"}
-    else:
-        # the override renames axes; physical sizes follow the names tifffile gave
-        kept_sizes, kept_units = {}, {}
-        for new, old in zip(axes, tif_axes, strict=False):
-            if new == "c":
-                continue
-            kept_sizes[new] = sizes.get(old, 1.0)
-            if old in units:
-                kept_units[new] = units[old]
-    check_axes(axes, tuple(data.shape), source=source)
-    return InputImage(data, axes, kept_sizes, kept_units, source, kind)
+        return axes, kept_sizes, kept_units
+    # the override renames axes; physical sizes follow the names tifffile gave
+    kept_sizes, kept_units = {}, {}
+    for new, old in zip(axes, tif_axes, strict=False):
+        if new == "c":
+            continue
+        kept_sizes[new] = sizes.get(old, 1.0)
+        if old in units:
+            kept_units[new] = units[old]
+    return axes, kept_sizes, kept_units
 
 
 def _tiff_native_chunks(series: Any, level: int) -> tuple[int, ...]:

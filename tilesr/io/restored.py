@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ import dask.array as da
 import numpy as np
 
 from tilesr.errors import TilesrError
-from tilesr.io.axes import multiscales_attrs
+from tilesr.io import faults
+from tilesr.io.axes import check_format, multiscales_attrs
 from tilesr.io.ome_writer import (
     cast_to,
-    check_format,
     check_sizes,
     create_level,
     pyramid_shapes,
@@ -48,15 +48,6 @@ from tilesr.io.ome_writer import (
 
 UNCERTAINTY = "uncertainty"
 _DONE_DIR = (".tilesr", "done")
-#: fault injection for tests/reliability (docs/reliability.md): the process SIGKILLs
-#: itself on entering the phase this variable names; unset, it costs one dict lookup
-KILL_AT_ENV = "TILESR_TEST_KILL_AT"
-FAULT_PHASES = ("group", "levels", "block", "blocks-done", "pyramid", "metadata")
-
-
-def _fault_point(phase: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == phase:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class OutputState(Enum):
@@ -70,12 +61,14 @@ class OutputState(Enum):
 
 @dataclass(frozen=True)
 class WriteReport:
-    """What :func:`write_restored` did.
+    """What :func:`write_restored` did (or found done).
 
     Attributes
     ----------
     path
         The output store.
+    shape
+        Shape of the restored image (level 0).
     chunks_total
         Number of processing blocks in the image.
     chunks_written
@@ -87,6 +80,7 @@ class WriteReport:
     """
 
     path: str
+    shape: tuple[int, ...]
     chunks_total: int
     chunks_written: int
     chunks_skipped: int
@@ -107,9 +101,10 @@ def output_state(
     path
         The output store.
     fingerprint
-        What must match for a run to continue an earlier one (model hash, options,
-        input shape...). Only the keys given are compared, so a caller can check the
-        cheap part early and the full fingerprint later.
+        What must match for a run to continue an earlier one (model hashes, options,
+        input shape...). Only the keys given are compared here; :func:`write_restored`
+        compares the full fingerprint (with what only the input's pixels tell, such as
+        its intensity range) before it continues a resumed output.
     overwrite
         Replace an existing output (removed only when writing starts).
     resume
@@ -141,14 +136,7 @@ def output_state(
             "or --resume to continue an interrupted run"
         )
     stored = _read_tilesr_attrs(out)
-    wanted = _normalize(dict(fingerprint))
-    have = stored.get("fingerprint", {})
-    for key, value in wanted.items():
-        if have.get(key) != value:
-            raise TilesrError(
-                f"cannot resume {out}: it was started with {key} = {_short(have.get(key))}, "
-                f"this run has {_short(value)}; use --overwrite to start again"
-            )
+    _check_fingerprint(out, stored, fingerprint)
     if stored.get("status") == "complete":
         # a run killed between its final metadata and the marker removal left them behind
         shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
@@ -161,16 +149,14 @@ def write_restored(
     image: da.Array,
     uncertainty: da.Array | None,
     *,
+    state: OutputState,
     axes: str,
+    fingerprint: Mapping[str, Any],
     pixel_sizes: Mapping[str, float] | None = None,
     units: Mapping[str, str] | None = None,
     dtype: np.dtype[Any] | str = "float32",
     zarr_format: int = 3,
-    fingerprint: Mapping[str, Any],
     provenance: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    progress: bool = False,
     on_skip: Callable[[list[tuple[int, ...]]], None] | None = None,
 ) -> WriteReport:
     """Write a restored image (and its uncertainty) block by block, resumably.
@@ -183,8 +169,13 @@ def write_restored(
         Restored image; its dask chunks are the engine's processing blocks.
     uncertainty
         Per-pixel standard deviation with the same shape and chunks, or None.
+    state
+        What :func:`output_state` decided for ``path``.
     axes
         Axes of ``image`` (letters from ``tczyx`` ending with ``yx``).
+    fingerprint
+        JSON-able settings a resumed run must match; a resumed output is checked
+        against all of it before anything is written.
     pixel_sizes, units
         Physical pixel size and NGFF unit per axis of the restored image.
     dtype
@@ -192,17 +183,11 @@ def write_restored(
         range. The uncertainty is always float32.
     zarr_format
         3 (NGFF 0.5, default) or 2 (NGFF 0.4).
-    fingerprint
-        JSON-able settings a resumed run must match (see :func:`output_state`).
     provenance
         Further JSON-able attributes stored under ``tilesr``.
-    overwrite, resume
-        See :func:`output_state`.
-    progress
-        Show a progress bar over blocks.
     on_skip
         Called with the chunk indices of the blocks an earlier run finished, before
-        computing the rest (e.g. to advance an outer progress bar).
+        computing the rest (e.g. to advance a progress bar).
 
     Returns
     -------
@@ -212,13 +197,11 @@ def write_restored(
     Raises
     ------
     TilesrError
-        On a refused output path, a settings mismatch when resuming, or a failing block.
+        On a settings mismatch when resuming, an output that appeared since
+        :func:`output_state` looked, or a failing block.
     """
-    import zarr
-
     out = Path(path)
     check_format(zarr_format)
-    out_dtype = np.dtype(dtype)
     if uncertainty is not None and (
         uncertainty.shape != image.shape or uncertainty.chunks != image.chunks
     ):
@@ -226,110 +209,151 @@ def write_restored(
             f"uncertainty shape/chunks {uncertainty.shape} differ from the image's {image.shape}"
         )
     sizes = check_sizes(pixel_sizes, axes)
-    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
-    shapes = pyramid_shapes(tuple(image.shape))
-    total = int(np.prod(image.numblocks))
     if state is OutputState.COMPLETE:
-        return WriteReport(str(out), total, 0, total, len(shapes))
-
-    chunks = store_chunks(image)
+        return finished_report(out)
     meta = {
         **dict(provenance or {}),
         "status": "incomplete",
         "fingerprint": _normalize(dict(fingerprint)),
         "layout": {"image": ".", UNCERTAINTY: UNCERTAINTY if uncertainty is not None else None},
     }
+    layout = _Layout(axes, store_chunks(image), np.dtype(dtype), zarr_format)
+    group, targets = _open_targets(out, state, image, uncertainty, layout, meta)
     done = out.joinpath(*_DONE_DIR)
-    if state is OutputState.RESUME and not done.is_dir():
-        # stopped before its arrays were all created (the markers folder comes after
-        # them), so no block was finished: nothing to keep, start afresh
-        state = OutputState.REPLACE
-    if state is OutputState.RESUME:
-        group = zarr.open_group(str(out), mode="r+")
-        target, unc_target = _existing_targets(group, image, uncertainty, out_dtype, chunks, out)
-    else:
-        if state is OutputState.REPLACE:
-            remove_store(out)
-        # created with its "incomplete" status in one atomic write of its metadata file:
-        # a group without it would not be resumable
-        group = zarr.open_group(
-            str(out),
-            mode="w",
-            zarr_format=zarr_format,  # type: ignore[arg-type]
-            attributes={"tilesr": _normalize(meta)},
-        )
-        _fault_point("group")
-        target = create_level(
-            group, "0", shape=image.shape, chunks=chunks, dtype=out_dtype, axes=axes
-        )
-        unc_target = None
-        if uncertainty is not None:
-            unc_target = create_level(
-                group.create_group(UNCERTAINTY),
-                "0",
-                shape=image.shape,
-                chunks=chunks,
-                dtype=np.float32,
-                axes=axes,
-            )
-    done.mkdir(parents=True, exist_ok=True)
-    _fault_point("levels")
-
     pending: list[tuple[int, ...]] = []
     finished: list[tuple[int, ...]] = []
     for idx in np.ndindex(*image.numblocks):
         (finished if (done / _marker(idx)).exists() else pending).append(idx)
     if on_skip is not None and finished:
         on_skip(finished)
-    _write_blocks(
-        image, uncertainty, target, unc_target, pending, done, out_dtype, progress=progress
-    )
+    _write_blocks(image, uncertainty, targets, pending, done, np.dtype(dtype))
+    faults.fault_point("blocks-done")
+    levels = _finish(group, out, tuple(image.shape), axes, sizes, units, zarr_format, meta)
+    total = len(pending) + len(finished)
+    shape = tuple(int(n) for n in image.shape)
+    return WriteReport(str(out), shape, total, len(pending), len(finished), levels)
 
-    _fault_point("blocks-done")
-    write_pyramid(group, shapes, axes=axes)
+
+def finished_report(path: str | os.PathLike[str]) -> WriteReport:
+    """What earlier runs wrote into a finished output, read back from its attributes."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    total = int(_read_tilesr_attrs(Path(path)).get("chunks_total", 0))
+    levels = sum(1 for _ in group.array_keys())
+    shape = tuple(int(n) for n in group["0"].shape)  # type: ignore[union-attr]
+    return WriteReport(str(path), shape, total, 0, total, levels)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the level-0 arrays are stored."""
+
+    axes: str
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]
+    zarr_format: int
+
+
+def _open_targets(
+    out: Path,
+    state: OutputState,
+    image: da.Array,
+    uncertainty: da.Array | None,
+    layout: _Layout,
+    meta: dict[str, Any],
+) -> tuple[Any, tuple[Any, Any]]:
+    """The output group and its level-0 arrays (image, uncertainty or None), ready for blocks.
+
+    A resumed output is checked against the full fingerprint and the arrays this run
+    would write; anything else is created afresh with its "incomplete" status.
+    """
+    import zarr
+
+    if state is OutputState.RESUME and not out.joinpath(*_DONE_DIR).is_dir():
+        # stopped before its arrays were all created (the markers folder comes after
+        # them), so no block was finished: nothing to keep, start afresh
+        state = OutputState.REPLACE
+    if state is OutputState.RESUME:
+        _check_fingerprint(out, _read_tilesr_attrs(out), meta["fingerprint"])
+        group = zarr.open_group(str(out), mode="r+")
+        targets = _existing_targets(group, image, uncertainty, layout, out)
+    else:
+        if state is OutputState.REPLACE:
+            remove_store(out)
+        elif out.exists():
+            raise TilesrError(f"{out} appeared while this run was starting; refusing to write")
+        group = _create_group(out, image, uncertainty, layout, meta)
+        targets = (group["0"], group[UNCERTAINTY]["0"] if uncertainty is not None else None)
+    out.joinpath(*_DONE_DIR).mkdir(parents=True, exist_ok=True)
+    faults.fault_point("levels")
+    return group, targets
+
+
+def _create_group(
+    out: Path, image: da.Array, uncertainty: da.Array | None, layout: _Layout, meta: dict[str, Any]
+) -> Any:
+    """A new output group holding its empty level-0 arrays."""
+    import zarr
+
+    # created with its "incomplete" status in one atomic write of its metadata file:
+    # a group without it would not be resumable
+    group = zarr.open_group(
+        str(out),
+        mode="w",
+        zarr_format=layout.zarr_format,  # type: ignore[arg-type]
+        attributes={"tilesr": _normalize(meta)},
+    )
+    faults.fault_point("group")
+    shape, chunks, axes = image.shape, layout.chunks, layout.axes
+    create_level(group, "0", shape=shape, chunks=chunks, dtype=layout.dtype, axes=axes)
+    if uncertainty is not None:
+        unc = group.create_group(UNCERTAINTY)
+        create_level(unc, "0", shape=shape, chunks=chunks, dtype=np.float32, axes=axes)
+    return group
+
+
+def _finish(
+    group: Any,
+    out: Path,
+    shape: tuple[int, ...],
+    axes: str,
+    sizes: Mapping[str, float],
+    units: Mapping[str, str] | None,
+    zarr_format: int,
+    meta: dict[str, Any],
+) -> int:
+    """Pyramids from level 0, then the NGFF metadata and "complete" in one write; the levels.
+
+    The multiscales attributes appear only in this last write, so an interrupted output
+    never looks like a finished image.
+    """
+    shapes = pyramid_shapes(shape)
     paths = [str(i) for i in range(len(shapes))]
-    if unc_target is not None:
-        _fault_point("pyramid")
+    write_pyramid(group, shapes, axes=axes)
+    ngff = partial(
+        multiscales_attrs, axes, paths, pixel_sizes=sizes, units=units, zarr_format=zarr_format
+    )
+    if meta["layout"][UNCERTAINTY] is not None:
+        faults.fault_point("pyramid")
         unc_group = group[UNCERTAINTY]
         write_pyramid(unc_group, shapes, axes=axes)
-        unc_group.attrs.update(
-            multiscales_attrs(
-                axes,
-                paths,
-                pixel_sizes=sizes,
-                units=units,
-                zarr_format=zarr_format,
-                name=UNCERTAINTY,
-            )
-        )
+        unc_group.attrs.update(ngff(name=UNCERTAINTY))
     meta["status"] = "complete"
-    group.attrs.update(
-        multiscales_attrs(
-            axes,
-            paths,
-            pixel_sizes=sizes,
-            units=units,
-            zarr_format=zarr_format,
-            name=out.stem,
-            extra={"tilesr": _normalize(meta)},
-        )
-    )
-    _fault_point("metadata")
+    group.attrs.update(ngff(name=out.stem, extra={"tilesr": _normalize(meta)}))
+    faults.fault_point("metadata")
     # the markers only matter while incomplete; zarr warns about foreign folders
     shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
-    return WriteReport(str(out), total, len(pending), total - len(pending), len(shapes))
+    return len(shapes)
 
 
 def _write_blocks(
     image: da.Array,
     uncertainty: da.Array | None,
-    target: Any,
-    unc_target: Any,
+    targets: tuple[Any, Any],
     pending: Sequence[tuple[int, ...]],
     done: Path,
     dtype: np.dtype[Any],
-    *,
-    progress: bool,
 ) -> None:
     """One task per pending block: write image and uncertainty of the block, then its marker.
 
@@ -349,8 +373,8 @@ def _write_blocks(
     written = da.map_blocks(
         _write_block,
         *arrays,
-        target=target,
-        unc_target=unc_target,
+        target=targets[0],
+        unc_target=targets[1],
         done=str(done),
         out_dtype=dtype,
         name=name,
@@ -361,7 +385,7 @@ def _write_blocks(
     final = f"tilesr-written-{token}"
     layer: dict[Any, Any] = {final: (_count_done, [(name, *idx) for idx in pending])}
     graph = HighLevelGraph.from_collections(final, layer, dependencies=[written])
-    _run(Delayed(final, graph), len(pending), progress=progress)
+    dask.compute(Delayed(final, graph))
 
 
 def _count_done(flags: list[Any]) -> int:
@@ -384,57 +408,14 @@ def _write_block(
     target[region] = cast_to(block, out_dtype)
     if unc_target is not None and unc is not None:
         unc_target[region] = np.asarray(unc, dtype=np.float32)
-    _fault_point("block")
+    faults.fault_point("block")
     # only now is the block finished: an interrupted write leaves no marker
     Path(done, _marker(tuple(block_info[None]["chunk-location"]))).touch()
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
-def _run(collection: Any, count: int, *, progress: bool) -> None:
-    """Compute the write tasks on the configured scheduler, with a per-block bar if asked."""
-    if not progress:
-        dask.compute(collection)
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=count, unit="block", desc="writing") as bar:
-        if _distributed_client() is not None:
-            # callbacks only see local schedulers; on a cluster the bar jumps at the end
-            dask.compute(collection)
-            bar.update(count)
-            return
-        from dask.callbacks import Callback
-
-        class _Bar(Callback):
-            def _posttask(
-                self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
-            ) -> None:
-                name = key[0] if isinstance(key, tuple) else key
-                if isinstance(name, str) and name.startswith("tilesr-write-"):
-                    bar.update(1)
-
-        with _Bar():
-            dask.compute(collection)
-
-
-def _distributed_client() -> Any:
-    """The distributed client dask would use now, or None for local schedulers."""
-    try:
-        from distributed import Client
-    except ImportError:
-        return None
-    scheduler = dask.base.get_scheduler()
-    owner = getattr(scheduler, "__self__", None)
-    return owner if isinstance(owner, Client) else None
-
-
 def _existing_targets(
-    group: Any,
-    image: da.Array,
-    uncertainty: da.Array | None,
-    dtype: np.dtype[Any],
-    chunks: tuple[int, ...],
-    out: Path,
+    group: Any, image: da.Array, uncertainty: da.Array | None, layout: _Layout, out: Path
 ) -> tuple[Any, Any]:
     """The arrays of an interrupted output, checked against what this run would write."""
     try:
@@ -442,7 +423,8 @@ def _existing_targets(
         unc_target = group[UNCERTAINTY]["0"] if uncertainty is not None else None
     except KeyError as exc:
         raise TilesrError(f"cannot resume {out}: array {exc} is missing; use --overwrite") from None
-    for arr, want in ((target, dtype), (unc_target, np.dtype(np.float32))):
+    chunks = layout.chunks
+    for arr, want in ((target, layout.dtype), (unc_target, np.dtype(np.float32))):
         if arr is None:
             continue
         if (
@@ -470,6 +452,17 @@ def _read_tilesr_attrs(out: Path) -> dict[str, Any]:
             f"cannot resume {out}: it is not a tilesr output; use --overwrite to replace it"
         )
     return attrs
+
+
+def _check_fingerprint(out: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Refuse to continue an output started with other settings, naming the first that differs."""
+    have = stored.get("fingerprint", {})
+    for key, value in _normalize(dict(wanted)).items():
+        if have.get(key) != value:
+            raise TilesrError(
+                f"cannot resume {out}: it was started with {key} = {_short(have.get(key))}, "
+                f"this run has {_short(value)}; use --overwrite to start again"
+            )
 
 
 def _looks_like_zarr(out: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,20 @@ def prepare_output_dir(out_dir: Path, *, overwrite: bool, owned: Iterable[str] =
             elif target.exists():
                 target.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_request(levels: Iterable[int], n_train: int, n_test: int) -> list[int]:
+    """The sorted noise levels, refusing an empty or impossible request."""
+    level_list = sorted({int(lv) for lv in levels})
+    if not level_list:
+        raise TilesrError("levels must name at least one noise level 1..9")
+    for lv in level_list:
+        check_level(lv)
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise TilesrError(
+            f"need n_train, n_test >= 0 and at least one image, got {n_train} and {n_test}"
+        )
+    return level_list
 
 
 def write_biosr_dataset(
@@ -94,15 +109,7 @@ def write_biosr_dataset(
     """
     s = check_scale(scale)
     _check_size(size, s)
-    level_list = sorted({int(lv) for lv in levels})
-    if not level_list:
-        raise TilesrError("levels must name at least one noise level 1..9")
-    for lv in level_list:
-        check_level(lv)
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise TilesrError(
-            f"need n_train, n_test >= 0 and at least one image, got {n_train} and {n_test}"
-        )
+    level_list = _check_request(levels, n_train, n_test)
     root = Path(out_dir)
     prepare_output_dir(root, overwrite=overwrite, owned=BIOSR_FOLDERS)
     folders = [root / "training_wf", root / "training_gt", root / "test_gt"]
@@ -110,33 +117,18 @@ def write_biosr_dataset(
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
 
+    render = partial(render_pair, size=size, scale=s, model=model, params=params)
     train_levels = np.random.default_rng([int(seed), TRAIN_STREAM]).choice(level_list, n_train)
     with tqdm(total=n_train + n_test, desc="simulate", unit="pair", disable=not progress) as bar:
         for i in range(n_train):
             field = (int(seed), TRAIN_STREAM, i)
-            hr, (lr,) = render_pair(
-                field,
-                size,
-                scale=s,
-                noise_levels=[int(train_levels[i])],
-                noise_key=field,
-                model=model,
-                params=params,
-            )
+            hr, (lr,) = render(field, noise_levels=[int(train_levels[i])], noise_key=field)
             tifffile.imwrite(root / "training_wf" / f"{i + 1:04d}.tif", lr)
             tifffile.imwrite(root / "training_gt" / f"{i + 1:04d}.tif", hr)
             bar.update()
         for i in range(n_test):
             field = (int(seed), TEST_STREAM, i)
-            hr, lrs = render_pair(
-                field,
-                size,
-                scale=s,
-                noise_levels=level_list,
-                noise_key=field,
-                model=model,
-                params=params,
-            )
+            hr, lrs = render(field, noise_levels=level_list, noise_key=field)
             tifffile.imwrite(root / "test_gt" / f"{i + 1:04d}.tif", hr)
             for lv, lr in zip(level_list, lrs, strict=True):
                 tifffile.imwrite(root / "test_wf" / f"level_{lv:02d}" / f"{i + 1:04d}.tif", lr)

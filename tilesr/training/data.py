@@ -15,6 +15,7 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
+from tilesr.data.conditioning import conditioning
 from tilesr.data.datasets import (
     ImagePair,
     PatchSampler,
@@ -23,7 +24,7 @@ from tilesr.data.datasets import (
     load_w2s,
 )
 from tilesr.data.normalize import percentile_range
-from tilesr.data.resize import upsample_bicubic
+from tilesr.data.resize import bin_mean
 from tilesr.errors import TilesrError
 from tilesr.simulate import degrade, simulate_pairs
 from tilesr.training.config import (
@@ -177,8 +178,7 @@ def _to_scale(pairs: list[ImagePair], scale: int, source: DataSource) -> list[Im
                 f"bin_lr needs same-grid pairs, but {p.name!r} is {p.lr.shape} -> {p.hr.shape}"
             )
         h, w = (p.lr.shape[0] // scale) * scale, (p.lr.shape[1] // scale) * scale
-        lr = p.lr[:h, :w].reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
-        out.append(ImagePair(lr.astype(np.float32), p.hr[:h, :w], p.name))
+        out.append(ImagePair(bin_mean(p.lr, scale).astype(np.float32), p.hr[:h, :w], p.name))
     return out
 
 
@@ -195,9 +195,8 @@ def _round_robin(groups: Sequence[Sequence[ImagePair]], n: int) -> list[ImagePai
 def _validation_image(
     pair: ImagePair, scale: int, crop: int, multiple: int, config: TrainConfig
 ) -> ValidationImage:
-    """Normalise the whole pair (as training does), then take a centre crop."""
+    """Normalise by the whole pair's percentiles (as training does), then a centre crop."""
     lo, hi = config.export.norm_low, config.export.norm_high
-    lr = percentile_range(pair.lr, lo, hi).normalize(pair.lr)
     hr = percentile_range(pair.hr, lo, hi).normalize(pair.hr)
     size = min(crop, (min(hr.shape) // multiple) * multiple)
     if size < multiple:
@@ -205,12 +204,8 @@ def _validation_image(
             f"validation image {pair.name!r} ({hr.shape}) is smaller than {multiple} px"
         )
     q = size // scale
-    i, j = (lr.shape[0] - q) // 2, (lr.shape[1] - q) // 2
-    cond = upsample_bicubic(lr[i : i + q, j : j + q], scale)
+    i, j = (pair.lr.shape[0] - q) // 2, (pair.lr.shape[1] - q) // 2
+    cond = conditioning(pair.lr[i : i + q, j : j + q], scale, percentile_range(pair.lr, lo, hi))
     target = hr[i * scale : i * scale + size, j * scale : j * scale + size]
     # clipped like the training targets, so metrics compare like with like
-    return ValidationImage(
-        pair.name,
-        np.clip(cond, -1, 1).astype(np.float32),
-        np.clip(target, -1, 1).astype(np.float32),
-    )
+    return ValidationImage(pair.name, cond, np.clip(target, -1, 1).astype(np.float32))

@@ -27,7 +27,7 @@ import csv
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,77 @@ def train(
         Paths, the final step, the last loss and validation metrics.
     """
     started = time.perf_counter()
+    run = _open_run(config, resume=resume, stop_at=stop_at)
+    metrics = _loop(run, progress=progress)
+    if not run.checkpoint.exists():  # zero steps left (resumed a finished run): still leave one
+        run.save()
+    history = run.history
+    if metrics is None and history["val_step"]:
+        metrics = ImageMetrics(**{m: history[m][-1] for m in METRIC_NAMES})
+    return TrainResult(
+        output_dir=run.out,
+        checkpoint=run.checkpoint,
+        step=run.step,
+        loss=history["loss"][-1] if history["loss"] else float("nan"),
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+        cpu_seconds=run.cpu_seconds(),
+    )
+
+
+@dataclass
+class _Run:
+    """One training run between steps: what a checkpoint holds, and where it is written."""
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    data: TrainingData
+    schedule: NoiseSchedule
+    metadata: ModelMetadata
+    model: torch.nn.Module  # a UNet, or predictor + refiner (tilesr.model.refined)
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LambdaLR
+    history: dict[str, list[float]]
+    step: int
+    last: int  # the step this call stops at
+    # losses since the last log row; kept in the history so a resume logs identically
+    recent: list[float] = field(default_factory=list)
+    # process CPU time is what "the same training budget" means on a shared machine
+    cpu_before: float = 0.0
+    cpu_start: float = field(default_factory=time.process_time)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    def cpu_seconds(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_start
+
+    def save(self, path: Path | None = None) -> None:
+        state = {
+            **self.history,
+            "pending_loss": list(self.recent),
+            "cpu_total": [self.cpu_seconds()],
+        }
+        _save(
+            path or self.checkpoint,
+            self.config,
+            self.metadata,
+            self.model,
+            self.ema,
+            self.optimizer,
+            self.lr_schedule,
+            self.step,
+            state,
+        )
+        # plotting costs seconds: curves at validation and at the end, CSVs every save
+        _write_logs(self.out, self.history, curves=self.step == self.last)
+
+
+def _open_run(config: TrainConfig, *, resume: bool, stop_at: int | None) -> _Run:
+    """Data, model and optimiser, fresh or from the checkpoint; the run's folder prepared."""
     out = Path(config.output_dir)
     ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
@@ -173,7 +244,7 @@ def train(
     ema = EMA(model, tc.ema_decay)
     trainable = [p for p in model.parameters() if p.requires_grad]  # a predictor is frozen
     optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup=tc.warmup, total=tc.steps)
     )
     history: dict[str, list[float]] = {
@@ -186,85 +257,84 @@ def train(
     history.update({m: [] for m in METRIC_NAMES})
     step = 0
     if resume and ckpt_path.exists():
-        step, history = _restore(ckpt_path, config, model, ema, optimizer, scheduler, device)
+        step, history = _restore(ckpt_path, config, model, ema, optimizer, lr_schedule, device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(
         yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
     )
-
-    last = min(tc.steps, stop_at) if stop_at is not None else tc.steps
-    loss_fn = torch.nn.functional.mse_loss if tc.loss == "mse" else torch.nn.functional.l1_loss
-    # losses since the last log row; kept in the history so a resume logs identically
-    recent: list[float] = history.pop("pending_loss", [])
+    recent = history.pop("pending_loss", [])
     history.setdefault("cpu_s", [])  # checkpoints from before CPU time was logged
-    # process CPU time is what "the same training budget" means on a shared machine
     cpu_before = history.pop("cpu_total", [0.0])[0]
-    cpu_start = time.process_time()
+    last = min(tc.steps, stop_at) if stop_at is not None else tc.steps
+    return _Run(
+        config, out, device, data, schedule, metadata, model, ema, optimizer, lr_schedule,
+        history, step, last, recent, cpu_before,
+    )  # fmt: skip
 
-    def cpu_seconds() -> float:
-        return cpu_before + time.process_time() - cpu_start
 
+def _loop(run: _Run, *, progress: bool) -> ImageMetrics | None:
+    """Steps up to ``run.last``: log, validate (keeping best.pt) and checkpoint on schedule."""
+    tc = run.config.training
+    loss_fn = torch.nn.functional.mse_loss if tc.loss == "mse" else torch.nn.functional.l1_loss
     metrics: ImageMetrics | None = None
-
-    def save(path: Path = ckpt_path) -> None:
-        state = {**history, "pending_loss": list(recent), "cpu_total": [cpu_seconds()]}
-        _save(path, config, metadata, model, ema, optimizer, scheduler, step, state)
-        # plotting costs seconds: curves at validation and at the end, CSVs every save
-        _write_logs(out, history, curves=step == last)
-
-    bar = tqdm(total=last, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
-    model.train()
+    bar = tqdm(
+        total=run.last, initial=run.step, disable=not progress, desc="train", dynamic_ncols=True
+    )
+    run.model.train()
     try:
-        while step < last:
-            rng = np.random.default_rng([tc.seed, step])
-            loss = _loss(model, data, schedule, config, rng, device, loss_fn)
-            if not torch.isfinite(loss):
-                raise TilesrError(
-                    f"training loss became {loss.item()} at step {step}; lower training.lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            ema.update(model)
-            step += 1
-            recent.append(loss.item())
+        while run.step < run.last:
+            _step(run, loss_fn)
             bar.update(1)
-            if step % tc.log_every == 0 or step == tc.steps:
-                history["loss_step"].append(step)
-                history["loss"].append(float(np.mean(recent)))
-                history["lr"].append(float(scheduler.get_last_lr()[0]))
-                history["cpu_s"].append(round(cpu_seconds(), 2))
-                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-                recent = []
-            validate_now = tc.validate_every and step % tc.validate_every == 0
-            if data.validation and (validate_now or step == tc.steps):
-                metrics = _validate(data, ema, metadata, config, device, out, step, history)
-                if history["psnr"][-1] >= max(history["psnr"]):
-                    save(out / BEST_NAME)
-            if step % tc.checkpoint_every == 0 or step == last:
-                save()
+            if run.step % tc.log_every == 0 or run.step == tc.steps:
+                _log_loss(run)
+                bar.set_postfix(loss=f"{run.history['loss'][-1]:.4f}")
+            validate_now = tc.validate_every and run.step % tc.validate_every == 0
+            if run.data.validation and (validate_now or run.step == tc.steps):
+                metrics = _validate(
+                    run.data, run.ema, run.metadata, run.config, run.device, run.out, run.step,
+                    run.history,
+                )  # fmt: skip
+                if run.history["psnr"][-1] >= max(run.history["psnr"]):
+                    run.save(run.out / BEST_NAME)
+            if run.step % tc.checkpoint_every == 0 or run.step == run.last:
+                run.save()
     except KeyboardInterrupt:
-        if step > 0:
-            save()  # keep what was done; --resume continues from here
+        if run.step > 0:
+            run.save()  # keep what was done; --resume continues from here
         raise
     finally:
         bar.close()
-    if not ckpt_path.exists():  # zero steps left (resumed a finished run): still leave a checkpoint
-        save()
-    if metrics is None and history["val_step"]:
-        metrics = ImageMetrics(**{m: history[m][-1] for m in METRIC_NAMES})
-    return TrainResult(
-        output_dir=out,
-        checkpoint=ckpt_path,
-        step=step,
-        loss=history["loss"][-1] if history["loss"] else float("nan"),
-        metrics=metrics,
-        seconds=time.perf_counter() - started,
-        cpu_seconds=cpu_seconds(),
-    )
+    return metrics
+
+
+def _step(run: _Run, loss_fn: Any) -> None:
+    """One optimiser step on the batch of ``(seed, step)``."""
+    tc = run.config.training
+    rng = np.random.default_rng([tc.seed, run.step])
+    loss = _loss(run.model, run.data, run.schedule, run.config, rng, run.device, loss_fn)
+    if not torch.isfinite(loss):
+        raise TilesrError(
+            f"training loss became {loss.item()} at step {run.step}; lower training.lr"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tc.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+    run.optimizer.step()
+    run.lr_schedule.step()
+    run.ema.update(run.model)
+    run.step += 1
+    run.recent.append(loss.item())
+
+
+def _log_loss(run: _Run) -> None:
+    """A loss.csv row: the mean loss since the last row, the learning rate, CPU time."""
+    history = run.history
+    history["loss_step"].append(run.step)
+    history["loss"].append(float(np.mean(run.recent)))
+    history["lr"].append(float(run.lr_schedule.get_last_lr()[0]))
+    history["cpu_s"].append(round(run.cpu_seconds(), 2))
+    run.recent = []
 
 
 def build_trained_network(config: TrainConfig) -> torch.nn.Module:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from dataclasses import replace
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -10,13 +13,15 @@ import pytest
 import tifffile
 import zarr
 
-from tilesr.engine.pipeline import restore_file
 from tilesr.engine.restore import restore
 from tilesr.errors import TilesrError
 from tilesr.io import open_image, write_ome_zarr
 from tilesr.io import restored as restored_mod
+from tilesr.options import RestoreOptions
+from tilesr.restore_file import restore_file
 
-FAST = {"steps": 3, "sampler": "ddim", "block_size": 48, "progress": False}
+FAST = RestoreOptions(steps=3, sampler="ddim", block_size=48)
+QUIET = {"progress": False}
 
 
 @pytest.fixture
@@ -39,16 +44,15 @@ def tiff(tmp_path, stack):
 
 def _engine(stack, model, **kwargs):
     """The engine's own answer on the same pixels, computed in memory."""
-    options = {k: v for k, v in FAST.items() if k != "progress"}
-    options.update(kwargs)
-    result = restore(da.from_array(stack), str(model), axes="zyx", **options)
+    result = restore(da.from_array(stack), str(model), replace(FAST, axes="zyx", **kwargs))
     unc = result.uncertainty.compute() if result.uncertainty is not None else None
     return result.image.compute(), unc
 
 
 def test_tiff_to_ome_zarr_matches_engine(tmp_path, tiff, stack, models):
     out = tmp_path / "out.zarr"
-    report = restore_file(tiff, out, model=models["analytic2"], samples=2, seed=4, **FAST)
+    options = replace(FAST, samples=2, seed=4)
+    report = restore_file(tiff, out, options, model=models["analytic2"], **QUIET)
     assert report.output_shape == (2, 60, 82)
     assert report.status == "written"
     assert report.chunks_written == report.chunks_total == 2 * 2 * 2
@@ -66,7 +70,15 @@ def test_tiff_to_ome_zarr_matches_engine(tmp_path, tiff, stack, models):
     meta = group.attrs["tilesr"]
     assert meta["status"] == "complete"
     assert meta["settings"]["seed"] == 4 and meta["settings"]["samples"] == 2
-    assert len(meta["model_sha256"]) == 64
+    # the hash of the .onnx file, named so (the test model's metadata records no weights hash)
+    digest = hashlib.sha256(Path(models["analytic2"]).read_bytes()).hexdigest()
+    assert meta["model_file_sha256"] == meta["fingerprint"]["model_file_sha256"] == digest
+    assert meta["model_weights_sha256"] is None
+    # the effective values, the model's defaults filled in, in provenance and fingerprint
+    for record in (meta["settings"], meta["fingerprint"]):
+        assert record["strength"] == 1.0 and record["tile_size"] == 32 and record["overlap"] == 8
+        assert record["sampler"] == "ddim" and record["steps"] == 3 and record["samples"] == 2
+    assert meta["settings"]["provider"] == "CPUExecutionProvider"
     assert meta["input"].endswith("in.ome.tif")
 
 
@@ -74,7 +86,8 @@ def test_ngff04_input_dtype_output_and_no_uncertainty(tmp_path, stack, models):
     src = tmp_path / "in.zarr"
     write_ome_zarr(src, stack, axes="zyx", zarr_format=2)
     out = tmp_path / "out.zarr"
-    restore_file(src, out, model=models["analytic2"], dtype="input", zarr_format=2, **FAST)
+    options = replace(FAST, dtype="input", zarr_format=2)
+    restore_file(src, out, options, model=models["analytic2"], **QUIET)
     group = zarr.open_group(out, mode="r")
     assert group.metadata.zarr_format == 2
     assert "uncertainty" not in group  # one sample: no uncertainty unless asked
@@ -86,14 +99,15 @@ def test_ngff04_input_dtype_output_and_no_uncertainty(tmp_path, stack, models):
 def test_image_smaller_than_a_tile(tmp_path, models):
     src = tmp_path / "tiny.tif"
     tifffile.imwrite(src, np.arange(7 * 9, dtype=np.float32).reshape(7, 9))
-    report = restore_file(src, tmp_path / "o.zarr", model=models["analytic2"], **FAST)
+    report = restore_file(src, tmp_path / "o.zarr", FAST, model=models["analytic2"], **QUIET)
     assert report.output_shape == (14, 18)
     assert np.isfinite(zarr.open_group(tmp_path / "o.zarr", mode="r")["0"][:]).all()
 
 
 def test_crash_then_resume_is_bit_identical(tmp_path, tiff, models, monkeypatch):
-    options = {"model": models["analytic2"], "samples": 2, **FAST}
-    restore_file(tiff, tmp_path / "ref" / "out.zarr", **options)
+    options = replace(FAST, samples=2)
+    run = {"model": models["analytic2"], **QUIET}
+    restore_file(tiff, tmp_path / "ref" / "out.zarr", options, **run)
 
     original = restored_mod._write_block
     count = [0]
@@ -110,15 +124,15 @@ def test_crash_then_resume_is_bit_identical(tmp_path, tiff, models, monkeypatch)
     monkeypatch.setattr(restored_mod, "_write_block", crashing)
     out = tmp_path / "run" / "out.zarr"
     with pytest.raises(TilesrError, match="simulated"):
-        restore_file(tiff, out, **options)
+        restore_file(tiff, out, options, **run)
     monkeypatch.setattr(restored_mod, "_write_block", original)
 
     with pytest.raises(TilesrError, match="--resume"):
-        restore_file(tiff, out, **options)
+        restore_file(tiff, out, options, **run)
     with pytest.raises(TilesrError, match="seed"):
-        restore_file(tiff, out, resume=True, seed=1, **options)
+        restore_file(tiff, out, replace(options, seed=1), resume=True, **run)
     # with the bar on: skipped blocks advance it by their tile counts
-    report = restore_file(tiff, out, resume=True, **{**options, "progress": True})
+    report = restore_file(tiff, out, options, resume=True, model=models["analytic2"])
     assert report.status == "resumed"
     assert (report.chunks_skipped, report.chunks_written) == (3, report.chunks_total - 3)
 
@@ -126,7 +140,7 @@ def test_crash_then_resume_is_bit_identical(tmp_path, tiff, models, monkeypatch)
     got = zarr.open_group(out, mode="r")
     for key in ("0", "uncertainty/0"):
         np.testing.assert_array_equal(got[key][:], ref[key][:])
-    again = restore_file(tiff, out, resume=True, **options)
+    again = restore_file(tiff, out, options, resume=True, **run)
     assert again.status == "already complete"
     assert again.chunks_written == 0
 
@@ -138,23 +152,27 @@ def test_non_finite_input(tmp_path, models):
     src = tmp_path / "nan.tif"
     tifffile.imwrite(src, data)
     with pytest.raises(TilesrError, match=r"2 NaN or infinite.*--nan-policy"):
-        restore_file(src, tmp_path / "a.zarr", model=models["analytic1"], **FAST)
+        restore_file(src, tmp_path / "a.zarr", FAST, model=models["analytic1"], **QUIET)
     assert not (tmp_path / "a.zarr").exists()
     for policy in ("zero", "mean"):
         out = tmp_path / f"{policy}.zarr"
-        restore_file(src, out, model=models["analytic1"], nan_policy=policy, **FAST)
+        options = replace(FAST, nan_policy=policy)
+        restore_file(src, out, options, model=models["analytic1"], **QUIET)
         assert np.isfinite(zarr.open_group(out, mode="r")["0"][:]).all()
 
 
 def test_refusals_leave_no_output(tmp_path, tiff, models):
+    out, model = tmp_path / "o.zarr", models["analytic2"]
     with pytest.raises(TilesrError, match="does not exist"):
-        restore_file(tiff, tmp_path / "o.zarr", model=tmp_path / "missing.onnx", **FAST)
+        restore_file(tiff, out, FAST, model=tmp_path / "missing.onnx", **QUIET)
     with pytest.raises(TilesrError, match="nan policy"):
-        restore_file(tiff, tmp_path / "o.zarr", model=models["analytic2"], nan_policy="x")
+        restore_file(tiff, out, RestoreOptions(nan_policy="x"), model=model)
     with pytest.raises(TilesrError, match="output dtype"):
-        restore_file(tiff, tmp_path / "o.zarr", model=models["analytic2"], dtype="uint8")
+        restore_file(tiff, out, RestoreOptions(dtype="uint8"), model=model)
     with pytest.raises(TilesrError, match="axes"):
-        restore_file(tiff, tmp_path / "o.zarr", model=models["analytic2"], axes="xy")
+        restore_file(tiff, out, RestoreOptions(axes="xy"), model=model)
+    with pytest.raises(TilesrError, match="multiple of 8"):  # checked against the model
+        restore_file(tiff, out, RestoreOptions(tile_size=20), model=models["spatial2"])
     assert not (tmp_path / "o.zarr").exists()
 
 
@@ -162,15 +180,16 @@ def test_output_inside_input_is_refused(tmp_path, stack, models):
     src = tmp_path / "in.zarr"
     write_ome_zarr(src, stack, axes="zyx")
     with pytest.raises(TilesrError, match="inside the input"):
-        restore_file(src, src / "restored.zarr", model=models["analytic2"], **FAST)
+        restore_file(src, src / "restored.zarr", FAST, model=models["analytic2"], **QUIET)
     with pytest.raises(TilesrError, match="input itself"):
-        restore_file(src, src, model=models["analytic2"], overwrite=True, **FAST)
+        restore_file(src, src, FAST, model=models["analytic2"], overwrite=True, **QUIET)
 
 
 @pytest.mark.slow
 def test_local_cluster_pickles_the_whole_graph(tmp_path, tiff, stack, models):
     """TIFF reader, ONNX model and zarr writer all travel to worker processes by path."""
     out = tmp_path / "out.zarr"
-    restore_file(tiff, out, model=models["analytic2"], scheduler="local-cluster:1", **FAST)
+    options = {"model": models["analytic2"], "scheduler": "local-cluster:1", **QUIET}
+    restore_file(tiff, out, FAST, **options)
     image, _ = _engine(stack, models["analytic2"])
     np.testing.assert_array_equal(zarr.open_group(out, mode="r")["0"][:], image)

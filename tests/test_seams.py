@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from tilesr.engine import restore
-from tilesr.engine.seams import seam_ratio, tile_edges
+from tilesr.options import RestoreOptions
+from tilesr.seams import seam_ratio, tile_edges
 
 # rows 200:456, columns 400:656 of BPAE_actin.tif (BioImageAnalysisNotebooks, CC-BY 4.0),
 # shipped with the tests: see tests/assets/README.md
-ACTIN_CROP = Path(__file__).resolve().parents[1] / "assets" / "bpae_actin_crop.tif"
+ACTIN_CROP = Path(__file__).resolve().parent / "assets" / "bpae_actin_crop.tif"
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,12 @@ def actin():
 
 
 def _ratio(models, image, *, fuse, overlap):
-    res = restore(da.from_array(image), models["spatial1"], steps=10, fuse=fuse, overlap=overlap)
-    edges = tile_edges(image.shape[0], res.settings["tile"], overlap)
+    res = restore(
+        da.from_array(image),
+        models["spatial1"],
+        RestoreOptions(steps=10, fuse=fuse, overlap=overlap),
+    )
+    edges = tile_edges(image.shape[0], res.plan.tile_size, overlap)
     return seam_ratio(res.image.compute(), edges, edges)
 
 

@@ -1,0 +1,101 @@
+"""make_plan: RestoreOptions resolved once against the model; what the output records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tests.onnx_models import regression_model
+from tilesr.denoisers import onnx_backend
+from tilesr.denoisers.onnx_backend import OnnxDenoiser
+from tilesr.engine.model import EngineModel, open_model
+from tilesr.engine.plan import BIT_NEUTRAL, make_plan
+from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
+
+ONE_THREAD = RestoreOptions(threads=1)
+
+
+def test_defaults_are_filled_in_from_the_model(models):
+    model = open_model(models["analytic2"], ONE_THREAD)
+    plan = make_plan(RestoreOptions(samples=3), model, (40, 50))
+    meta = model.metadata
+    o = plan.options
+    assert (o.steps, o.sampler, o.strength) == (meta.steps, meta.sampler, meta.strength)
+    assert (o.tile_size, o.overlap) == (meta.tile_size, meta.overlap)
+    assert o.samples == 3 and o.uncertainty is True  # more than one sample
+    assert o.block_size % (meta.tile_size - meta.overlap) == 0
+    assert o.axes == "yx" and o.threads == 1 and o.batch_size == 8
+    assert plan.context == meta.tile_size  # fused: one tile around each block
+    assert make_plan(RestoreOptions(fuse="final"), model, (40, 50)).context == 0
+
+
+def test_the_record_is_json_and_leaves_out_only_what_never_changes_a_bit(models):
+    model = open_model(models["analytic2"], ONE_THREAD)
+    plan = make_plan(RestoreOptions(seed=4), model, (3, 40, 50))
+    record = plan.record()
+    assert json.loads(json.dumps(record)) == record
+    assert record["axes"] == "zyx" and record["provider"] == "CPUExecutionProvider"
+    fields = {f.name for f in dataclasses.fields(RestoreOptions)}
+    assert fields - set(record) == set(BIT_NEUTRAL)
+    faster = make_plan(RestoreOptions(seed=4, batch_size=3, threads=2), model, (3, 40, 50))
+    assert faster.record() == plan.record()
+
+
+def test_the_default_batch_follows_the_provider_that_runs(models):
+    cpu = open_model(models["analytic2"], ONE_THREAD)
+    on_gpu = replace(cpu, provider="CUDAExecutionProvider")
+    assert make_plan(RestoreOptions(), cpu, (40, 50)).batch_size == 8
+    assert make_plan(RestoreOptions(), on_gpu, (40, 50)).batch_size == 32
+    assert make_plan(RestoreOptions(batch_size=5), on_gpu, (40, 50)).batch_size == 5
+    # a Denoiser that is not an ONNX Runtime session: no provider, the CPU default
+    other = open_model(OnnxDenoiser(models["analytic2"]))
+    assert other.provider is None and other.default_batch_size() == 8
+
+
+def test_geometry_is_checked_against_the_network(models):
+    model = open_model(models["spatial2"], ONE_THREAD)  # size multiple 8
+    with pytest.raises(TilesrError, match="multiple of 8 for this network, got 36"):
+        make_plan(RestoreOptions(tile_size=36), model, (40, 50))
+    with pytest.raises(TilesrError, match="overlap must be smaller than the tile size"):
+        make_plan(RestoreOptions(overlap=32), model, (40, 50))
+    with pytest.raises(TilesrError, match="too large for one restoration"):
+        make_plan(RestoreOptions(), model, (10**6, 10**6))
+    with pytest.raises(TilesrError, match="axes 'yx' name 2 dimensions"):
+        make_plan(RestoreOptions(axes="yx"), model, (2, 40, 50))
+
+
+def test_a_regression_model_takes_its_own_sampling(tmp_path):
+    model = open_model(regression_model(tmp_path / "r.onnx"), ONE_THREAD)
+    plan = make_plan(RestoreOptions(), model, (40, 50))
+    assert (plan.options.samples, plan.options.steps, plan.options.sampler) == (1, 1, "ddim")
+    assert plan.options.uncertainty is False
+    with pytest.raises(TilesrError, match=r"regression model.*steps 4 do not apply"):
+        make_plan(RestoreOptions(steps=4), model, (40, 50))
+
+
+def test_restore_file_opens_the_model_once(tmp_path, models, monkeypatch):
+    import tifffile
+
+    from tilesr.restore_file import restore_file
+
+    sessions = []
+    new_session = onnx_backend._new_session
+    monkeypatch.setattr(onnx_backend, "_CACHE", {})
+    monkeypatch.setattr(
+        onnx_backend, "_new_session", lambda *a: sessions.append(a[1:]) or new_session(*a)
+    )
+    tifffile.imwrite(tmp_path / "in.tif", np.ones((20, 24), np.float32))
+    options = RestoreOptions(steps=1)
+    restore_file(tmp_path / "in.tif", tmp_path / "o.zarr", options, model=models["analytic2"])
+    assert len(sessions) == 1, sessions
+
+
+def test_an_opened_model_is_passed_through(models):
+    model = open_model(models["analytic2"], ONE_THREAD)
+    assert open_model(model, RestoreOptions(threads=4)) is model
+    assert isinstance(model, EngineModel) and len(model.file_sha256 or "") == 64

@@ -1,0 +1,306 @@
+"""File to file: read an image lazily, restore it block by block, write a resumable OME-Zarr.
+
+``restore_file`` is what ``tilesr restore`` runs. The order of work matters for large
+inputs: everything that can be refused cheaply (options, paths, the model, the plan, an
+existing output) is checked before any pixel is read; then one pass checks for
+non-finite values (floating point input only), one strided pass finds the intensity
+range, and finally each output block is computed once and written with its uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tilesr.errors import TilesrError
+from tilesr.options import RestoreOptions
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from tilesr.denoisers.base import Denoiser
+    from tilesr.engine.model import EngineModel
+    from tilesr.engine.plan import RestorePlan
+    from tilesr.engine.restore import RestoreResult
+    from tilesr.io import InputImage
+    from tilesr.io.restored import OutputState, WriteReport
+    from tilesr.progress import Progress
+
+#: where a bundled default model is looked up when ``model`` is None
+DEFAULT_MODEL = Path(__file__).resolve().parent / "bundled" / "default.onnx"
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What :func:`restore_file` did.
+
+    Attributes
+    ----------
+    input_path, output_path
+        The files read and written.
+    input_shape, output_shape
+        Shapes of the input level and of the restored image.
+    axes
+        Axes of both.
+    chunks_total, chunks_written, chunks_skipped
+        Output blocks in all, computed by this run, and finished by an earlier one.
+    seconds
+        Wall time of the call.
+    status
+        ``"written"``, ``"resumed"`` or ``"already complete"`` (resume of a finished output).
+    """
+
+    input_path: str
+    output_path: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    axes: str
+    chunks_total: int
+    chunks_written: int
+    chunks_skipped: int
+    seconds: float
+    status: str
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        shape = "x".join(str(n) for n in self.output_shape)
+        if self.status == "already complete":
+            return f"{self.output_path} is already complete ({self.axes} {shape}); nothing to do"
+        skipped = f", {self.chunks_skipped} already done" if self.chunks_skipped else ""
+        return (
+            f"restored {self.input_path} -> {self.output_path} ({self.axes} {shape}, "
+            f"{self.chunks_written} block(s) written{skipped}) in {self.seconds:.1f} s"
+        )
+
+
+def restore_file(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    options: RestoreOptions | None = None,
+    *,
+    model: str | os.PathLike[str] | Denoiser | EngineModel | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> RestoreReport:
+    """Restore an image file into a multiscale OME-Zarr (with uncertainty and provenance).
+
+    Parameters
+    ----------
+    input_path
+        OME-Zarr, zarr or TIFF image (see :func:`tilesr.io.open_image`).
+    output_path
+        Output OME-Zarr folder; layout in :mod:`tilesr.io.restored`.
+    options
+        What to restore and how (:class:`~tilesr.options.RestoreOptions`, including the
+        file options: the input's ``axes`` and ``level``, ``nan_policy``, the output
+        ``dtype`` and ``zarr_format``); None: every default.
+    model
+        Exported ``.onnx`` model, a Denoiser or a model already opened
+        (:func:`tilesr.engine.model.open_model`); None: the bundled default model.
+    scheduler
+        None (local threads), ``"local-cluster:N"`` or a dask scheduler address.
+    overwrite
+        Replace an existing output (removed only when writing starts).
+    resume
+        Continue an interrupted output made with the same model, options and input.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    RestoreReport
+        Paths, shapes, blocks written and skipped, time taken.
+
+    Raises
+    ------
+    TilesrError
+        For unreadable input, bad options, a refused output path or a settings mismatch.
+    """
+    from tilesr.engine.model import open_model
+    from tilesr.engine.plan import make_plan
+    from tilesr.io import open_image
+    from tilesr.io.restored import OutputState, finished_report, output_state
+    from tilesr.progress import Progress
+
+    start = time.perf_counter()
+    options = options or RestoreOptions()
+    src, out = Path(input_path), Path(output_path)
+    _check_paths(src, out)
+    model_ref = _model_or_bundled(model)
+    image = open_image(src, axes=options.axes, level=options.level)
+    opened = open_model(model_ref, options, scheduler=scheduler)
+    bar = Progress() if progress else None
+    shape = tuple(int(n) for n in image.data.shape)
+    plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
+    fingerprint = _fingerprint(plan, opened, image)
+    # decided once, before any pass over the input: a finished output costs nothing more
+    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
+    if state is OutputState.COMPLETE:
+        return _report(src, image.axes, shape, finished_report(out), start, complete=True)
+    written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
+    return _report(src, image.axes, shape, written, start)
+
+
+def _restore_and_write(
+    src: Path,
+    out: Path,
+    image: InputImage,
+    model: EngineModel,
+    plan: RestorePlan,
+    state: OutputState,
+    fingerprint: dict[str, Any],
+    scheduler: str | None,
+) -> WriteReport:
+    """The passes over the input, then every block computed once and written."""
+    from tilesr.engine.restore import restore_planned
+    from tilesr.engine.scheduling import scheduler_context
+    from tilesr.io.restored import write_restored
+
+    with scheduler_context(scheduler):
+        data = _handle_non_finite(image.data, plan.options.nan_policy, source=str(src))
+        result = restore_planned(data, model, plan)
+        intensity = [result.intensity_range.low, result.intensity_range.high]
+        write = partial(
+            write_restored,
+            out,
+            result.image,
+            result.uncertainty,
+            state=state,
+            axes=image.axes,
+            pixel_sizes={
+                a: (s / plan.scale if a in "yx" else s) for a, s in image.pixel_sizes.items()
+            },
+            units=image.units,
+            dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
+            zarr_format=plan.options.zarr_format,
+            # what only the pixels tell, checked before a resumed output is continued
+            fingerprint={**fingerprint, "intensity_range": intensity},
+            provenance=_provenance(src, image, model, result),
+        )
+        if plan.progress is None:
+            return write()
+        with plan.progress.shown(result.tiles):
+            return write(on_skip=partial(_advance, plan.progress, result.block_tiles))
+
+
+def _fingerprint(plan: RestorePlan, model: EngineModel, image: InputImage) -> dict[str, Any]:
+    """What a resumed run must match (the input's intensity range is added once known)."""
+    return {
+        "input_shape": list(image.data.shape),
+        "input_dtype": str(image.data.dtype),
+        "model_file_sha256": model.file_sha256,
+        "model_weights_sha256": model.weights_sha256,
+        **plan.record(),
+    }
+
+
+def _provenance(
+    src: Path, image: InputImage, model: EngineModel, result: RestoreResult
+) -> dict[str, Any]:
+    """The tilesr attributes of the output besides its status and fingerprint."""
+    from tilesr import __version__
+
+    intensity = result.intensity_range
+    return {
+        "version": __version__,
+        "input": str(src.resolve()),
+        "input_kind": image.kind,
+        "model": model.name,
+        "model_file_sha256": model.file_sha256,
+        "model_weights_sha256": model.weights_sha256,
+        "settings": result.plan.record(),
+        "tiles": result.tiles,
+        "intensity_range": [intensity.low, intensity.high],
+        "chunks_total": math.prod(result.image.numblocks),
+    }
+
+
+def _advance(
+    progress: Progress, block_tiles: dict[tuple[int, ...], int], finished: list[tuple[int, ...]]
+) -> None:
+    """Blocks an earlier run finished count as done on the bar (by their tiles)."""
+    progress.update(float(sum(block_tiles.get(idx, 0) for idx in finished)))
+
+
+def _check_paths(src: Path, out: Path) -> None:
+    """Refuse outputs that would overwrite or nest inside the input, and vice versa."""
+    if not src.exists():
+        raise TilesrError(f"input {str(src)!r} does not exist")
+    src_r, out_r = src.resolve(), out.resolve()
+    if out_r == src_r:
+        raise TilesrError(f"output {out} is the input itself")
+    if src_r in out_r.parents:
+        raise TilesrError(f"output {out} lies inside the input {src}; choose another path")
+    if out_r in src_r.parents:
+        raise TilesrError(f"input {src} lies inside the output {out}; choose another path")
+
+
+def _model_or_bundled(model: str | os.PathLike[str] | Denoiser | EngineModel | None) -> Any:
+    """The model as given (a path must be a file), or the bundled default model."""
+    if model is None:
+        if not DEFAULT_MODEL.exists():
+            raise TilesrError("no model given and no bundled default model; pass --model M.onnx")
+        return str(DEFAULT_MODEL)
+    if isinstance(model, str | os.PathLike):
+        if not Path(model).is_file():
+            raise TilesrError(f"model {str(model)!r} does not exist")
+        return str(model)
+    return model
+
+
+def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
+    """Refuse or replace NaN/inf pixels of floating-point input (one pass over the input)."""
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    if data.dtype.kind != "f":
+        return data  # integers cannot hold NaN or inf
+    finite = da.isfinite(data)
+    if policy == "refuse":
+        bad = int((~finite).sum().compute())
+        if bad:
+            raise TilesrError(
+                f"{source} holds {bad} NaN or infinite pixel(s); pass --nan-policy zero or "
+                "--nan-policy mean to replace them"
+            )
+        return data
+    if policy == "zero":
+        return da.where(finite, data, 0).astype(data.dtype)
+    total, count = dask.compute(da.where(finite, data, 0).sum(dtype=np.float64), finite.sum())
+    fill = float(total) / int(count) if count else 0.0
+    return da.where(finite, data, fill).astype(data.dtype)
+
+
+def _report(
+    src: Path,
+    axes: str,
+    input_shape: tuple[int, ...],
+    written: WriteReport,
+    start: float,
+    *,
+    complete: bool = False,
+) -> RestoreReport:
+    """The report of a run from what the writer did (or found already done)."""
+    status = "resumed" if written.chunks_skipped else "written"
+    if complete:
+        status = "already complete"
+    return RestoreReport(
+        input_path=str(src),
+        output_path=written.path,
+        input_shape=tuple(int(n) for n in input_shape),
+        output_shape=written.shape,
+        axes=axes,
+        chunks_total=written.chunks_total,
+        chunks_written=written.chunks_written,
+        chunks_skipped=written.chunks_skipped,
+        seconds=time.perf_counter() - start,
+        status=status,
+    )
