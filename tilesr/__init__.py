@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: models shipped inside the package (see docs/model-card.md)
+BUNDLED_MODELS = ("default", "regression")
+
+
+def bundled_model(name: str = "default") -> Path:
+    """Path of a model shipped with tilesr: ``default`` (the diffusion model that
+    ``tilesr restore`` uses without ``--model``) or ``regression`` (its CARE-style
+    baseline: one deterministic evaluation per tile)."""
+    from tilesr.errors import TilesrError
+
+    if name not in BUNDLED_MODELS:
+        raise TilesrError(f"bundled model must be one of {', '.join(BUNDLED_MODELS)}, got {name!r}")
+    path = Path(__file__).resolve().parent / "bundled" / f"{name}.onnx"
+    if not path.is_file():
+        raise TilesrError(f"the bundled model {name!r} is not installed ({path} is missing)")
+    return path
+
 
 if TYPE_CHECKING:
     from tilesr.engine.restore import restore as restore

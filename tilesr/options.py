@@ -25,6 +25,10 @@ FUSE_MODES = ("step", "final")
 NAN_POLICIES = ("refuse", "zero", "mean")
 #: output pixel type: float32, or the input's type (rounded and clipped)
 OUTPUT_DTYPES = ("float32", "input")
+#: noise of the planes of a stack: ``independent`` (keyed by the plane index: neighbouring
+#: planes are independent samples and flicker through z) or ``shared`` (every plane
+#: draws plane 0's noise: axially smooth, but a sampled detail may repeat through z)
+PLANE_NOISE = ("independent", "shared")
 #: smallest output block edge (HR pixels)
 MIN_BLOCK = 8
 
@@ -73,6 +77,8 @@ class RestoreOptions:
         it and it starts, else the CPU), ``cpu`` or ``cuda``. The provider that actually
         ran is recorded in the output; CPU and CUDA results differ in their last bits,
         so a resumed run must run on the same one.
+    plane_noise
+        One of :data:`PLANE_NOISE`: whether the planes of a stack get independent noise.
     axes
         Names of the input's dimensions (``tczyx`` letters ending with ``yx``). None:
         what the file says; for an array, ``yx``, ``zyx``, ``czyx``, ``tczyx`` by rank.
@@ -96,6 +102,7 @@ class RestoreOptions:
     batch_size: int | None = None
     threads: int | None = None
     device: str = "auto"
+    plane_noise: str = "independent"
     axes: str | None = None
     level: int = 0
     nan_policy: str = "refuse"
@@ -111,6 +118,7 @@ class RestoreOptions:
         _check_choice("sampler", self.sampler, SAMPLERS, optional=True)
         _check_choice("fuse", self.fuse, FUSE_MODES)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("plane noise", self.plane_noise, PLANE_NOISE)
         _check_choice("nan policy", self.nan_policy, NAN_POLICIES)
         _check_choice("output dtype", self.dtype, OUTPUT_DTYPES)
         check_format(self.zarr_format)

@@ -13,7 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvidia-smi >/dev/null 2>&1; then
-  python3 tools/gpu_check.py "$@"   # writes the "no GPU" record and exits 0
+  "${PYTHON:-python3}" tools/gpu_check.py "$@"   # writes the "no GPU" record and exits 0
   exit $?
 fi
 site=/tmp/tilesr-gpu-site

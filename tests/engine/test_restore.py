@@ -15,6 +15,7 @@ from tilesr.data.normalize import IntensityRange, percentile_range
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
 from tilesr.diffusion.sampling import sample
+from tilesr.diffusion.uncertainty import predictive_std
 from tilesr.engine import restore
 from tilesr.errors import TilesrError
 from tilesr.options import RestoreOptions
@@ -38,7 +39,9 @@ def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, intensity=Non
     cond = conditioning(lr, meta.scale, intensity)
     s = make_sampler(sampler, build_schedule(meta.schedule))
     res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
-    return intensity.denormalize(res.mean), res.std * np.float32(intensity.span / 2)
+    # the engine's uncertainty: the predicted error std of the mean, not the plain std
+    std = predictive_std(res.samples)
+    return intensity.denormalize(res.mean), std * np.float32(intensity.span / 2)
 
 
 @pytest.mark.parametrize("scale", [1, 2])

@@ -16,7 +16,7 @@ import click
 from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.io.axes import ZARR_FORMATS
 from tilesr.metadata import SAMPLERS
-from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, RestoreOptions
+from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE, RestoreOptions
 
 
 @click.command("restore")
@@ -77,6 +77,13 @@ from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, RestoreOptio
     default="auto",
     show_default=True,
     help="Where ONNX Runtime runs the network (auto: CUDA when available, else the CPU).",
+)
+@click.option(
+    "--plane-noise",
+    type=click.Choice(PLANE_NOISE),
+    default="independent",
+    show_default=True,
+    help="Noise of a stack's planes: independent (flickers through z) or shared (smooth).",
 )
 @click.option(
     "--block-size",

@@ -35,6 +35,7 @@ from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange
 from tilesr.data.resize import BICUBIC_MARGIN, bicubic_padding
 from tilesr.denoisers.base import Denoiser
+from tilesr.diffusion.uncertainty import predictive_std
 from tilesr.engine.canvas import sample_canvas
 from tilesr.engine.model import EngineModel, open_model, probe
 from tilesr.engine.plan import RestorePlan, make_plan
@@ -186,17 +187,24 @@ def restore_block(
     intensity: IntensityRange,
     denoiser: Denoiser,
 ) -> NDArray[np.float32]:
-    """One block task: (1 or 2, h, w) = mean [and std] over samples in raw units."""
+    """One block task: (1 or 2, h, w) = mean [and uncertainty] over samples, raw units.
+
+    The uncertainty is the predicted error std of the mean
+    (:func:`tilesr.diffusion.uncertainty.predictive_std`, with the model's calibration),
+    computed on the whole canvas before cropping, so its pooling sees the block's context.
+    """
     report = reporter_of(plan.progress)
     cond = block_conditioning(lr, job, plan.scale, intensity)
     origin = (job.canvas[0].start, job.canvas[1].start)
-    x0 = sample_canvas(
-        denoiser, cond, origin, list(job.tiles), plan, plane=job.plane, report=report
-    )
-    crop = x0[:, job.block[0].slice(origin[0]), job.block[1].slice(origin[1])]
-    out = [intensity.denormalize(crop.mean(axis=0))]
+    # shared: every plane draws the noise of plane 0 (no flicker through z)
+    plane = job.plane if plan.options.plane_noise == "independent" else 0
+    x0 = sample_canvas(denoiser, cond, origin, list(job.tiles), plan, plane=plane, report=report)
+    block = (slice(None), job.block[0].slice(origin[0]), job.block[1].slice(origin[1]))
+    out = [intensity.denormalize(x0[block].mean(axis=0))]
     if plan.options.uncertainty:
-        out.append((crop.std(axis=0) * np.float32(intensity.span / 2.0)).astype(np.float32))
+        meta = plan.metadata
+        std = predictive_std(x0, scale=meta.uncertainty_scale, pool_px=meta.uncertainty_pool)
+        out.append((std[block[1:]] * np.float32(intensity.span / 2.0)).astype(np.float32))
     report.flush()
     return np.stack(out).astype(np.float32)
 
@@ -258,7 +266,7 @@ def as_image(image: Any) -> da.Array:
 
 def restore(
     image: Any,
-    model: str | os.PathLike[str] | Denoiser | EngineModel,
+    model: str | os.PathLike[str] | Denoiser | EngineModel | None = None,
     options: RestoreOptions | None = None,
     *,
     intensity_range: IntensityRange | None = None,
@@ -272,7 +280,8 @@ def restore(
         Dask (or NumPy) array ``(..., Y, X)`` of raw intensities; leading axes (z/c/t)
         are restored plane by plane. Any chunking: the result does not depend on it.
     model
-        Path to an exported ``.onnx`` model, or any :class:`~tilesr.denoisers.Denoiser`.
+        Path to an exported ``.onnx`` model, or any :class:`~tilesr.denoisers.Denoiser`;
+        None: the bundled model (:func:`tilesr.bundled_model`).
     options
         Sampling, tiling, blocks and compute (:class:`~tilesr.options.RestoreOptions`;
         None: every default, most of them the model's). The file options (``level``,
@@ -292,6 +301,10 @@ def restore(
     """
     image = as_image(image)
     options = options or RestoreOptions()
+    if model is None:
+        from tilesr import bundled_model
+
+        model = bundled_model()
     opened = open_model(model, options)
     plan = make_plan(options, opened, tuple(image.shape), progress=progress)
     return restore_planned(image, opened, plan, intensity_range=intensity_range)
