@@ -1,4 +1,4 @@
-"""Stacks: shared vs independent plane noise; the uncertainty map follows the model's calibration."""
+"""Stacks: shared vs independent plane noise; the uncertainty follows the model's calibration."""
 
 from __future__ import annotations
 
