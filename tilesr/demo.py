@@ -52,9 +52,9 @@ def run_demo(
     *,
     model: str | os.PathLike[str] | None = None,
     size: int = 1024,
-    samples: int = 2,
-    steps: int = 10,
-    sampler: str = "dpmpp",
+    samples: int | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
     noise_level: int = 5,
     seed: int = 0,
     scheduler: str | None = None,
@@ -73,7 +73,8 @@ def run_demo(
     size
         Side of the restored image in output (high-resolution) pixels.
     samples, steps, sampler
-        Samples averaged per pixel, network evaluations per sample, and the sampler.
+        Samples averaged per pixel, network evaluations per sample, and the sampler
+        (None: the model's defaults, what `tilesr restore` uses).
     noise_level
         Simulated photon level, 1 (noisiest) to 9 (cleanest).
     """

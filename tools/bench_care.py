@@ -208,6 +208,17 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+def _dataset_file(reference: str) -> Path | None:
+    """A registered dataset file if it is on this machine (`tilesr data fetch NAME`)."""
+    from tilesr.data.fetch import resolve_reference
+    from tilesr.errors import TilesrError
+
+    try:
+        return resolve_reference(reference, base_dir=ROOT)
+    except TilesrError:
+        return None
+
+
 def bicubic_rows(sets: dict[str, list[ImagePair]], scale: int) -> dict[str, dict[str, float]]:
     return {
         name: {
@@ -354,7 +365,7 @@ def main() -> None:
     parser.add_argument(
         "--nuclei",
         type=Path,
-        default=None,
+        default=_dataset_file("data:stardist_nuclei/img2d.tif"),
         help=f"{NUCLEI_NAME} from the stardist wheel (OOD nuclei; skipped if absent)",
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count())

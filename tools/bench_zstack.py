@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from _bench_common import now_iso, replace_region
-from bench_care import SHARED, score
+from bench_care import SHARED, _dataset_file, score
 from scipy import ndimage
 
 import tilesr
@@ -79,7 +79,12 @@ def run(stack: np.ndarray, model: Path | None, gt: np.ndarray | None, settings) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
-    parser.add_argument("--neuron", type=Path, default=None, help="flowdec neuron data.tif")
+    parser.add_argument(
+        "--neuron",
+        type=Path,
+        default=_dataset_file("data:flowdec_neuron/data.tif"),
+        help="flowdec neuron data.tif (default: the fetched dataset flowdec_neuron)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()

@@ -143,10 +143,22 @@ def test_opset_below_17_is_refused(exported: Exported, tmp_path: Path) -> None:
         export_onnx(exported.checkpoint_path, tmp_path / "model.onnx", opset=16)
 
 
-def test_strength_override_is_recorded(exported: Exported, tmp_path: Path) -> None:
+def test_defaults_chosen_after_training_are_recorded(exported: Exported, tmp_path: Path) -> None:
     assert OnnxDenoiser(exported.report.path, threads=1).metadata.strength == 1.0
-    export_onnx(exported.checkpoint_path, tmp_path / "s.onnx", strength=0.6)
-    assert OnnxDenoiser(tmp_path / "s.onnx", threads=1).metadata.strength == 0.6
+    chosen = {
+        "strength": 0.6,
+        "sampler": "ddim",
+        "steps": 4,
+        "samples": 5,
+        "uncertainty_scale": 1.5,
+        "uncertainty_pool": 4.0,
+    }
+    export_onnx(exported.checkpoint_path, tmp_path / "s.onnx", defaults=chosen)
+    meta = OnnxDenoiser(tmp_path / "s.onnx", threads=1).metadata
+    assert {k: getattr(meta, k) for k in chosen} == chosen
     with pytest.raises(TilesrError, match="strength"):
-        export_onnx(exported.checkpoint_path, tmp_path / "bad.onnx", strength=1.5)
+        export_onnx(exported.checkpoint_path, tmp_path / "bad.onnx", defaults={"strength": 1.5})
+    with pytest.raises(TilesrError, match=r"cannot set \['scale'\]"):
+        export_onnx(exported.checkpoint_path, tmp_path / "bad.onnx", defaults={"scale": 4})
+    assert not (tmp_path / "bad.onnx").exists()
     assert not (tmp_path / "bad.onnx").exists()

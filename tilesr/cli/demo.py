@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tilesr.metadata import SAMPLERS
+
 
 @click.command("demo")
 @click.argument("out_dir", type=click.Path(path_type=Path), default="tilesr-demo")
@@ -25,19 +27,20 @@ import click
 @click.option(
     "--samples",
     type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Samples averaged per pixel (their std is the uncertainty map).",
+    default=None,
+    help="Samples averaged per pixel; their spread is the uncertainty (default: the model's).",
 )
 @click.option(
     "--steps",
     type=click.IntRange(1, 10000),
-    default=10,
-    show_default=True,
-    help="Network evaluations per sample.",
+    default=None,
+    help="Network evaluations per sample (default: the model's).",
 )
 @click.option(
-    "--sampler", type=click.Choice(["ddpm", "ddim", "dpmpp"]), default="dpmpp", show_default=True
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=None,
+    help="Reverse-diffusion sampler (default: the model's).",
 )
 @click.option(
     "--noise-level",
@@ -58,9 +61,9 @@ def command(
     out_dir: Path,
     model: Path | None,
     size: int,
-    samples: int,
-    steps: int,
-    sampler: str,
+    samples: int | None,
+    steps: int | None,
+    sampler: str | None,
     noise_level: int,
     seed: int,
     scheduler: str | None,

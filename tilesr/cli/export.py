@@ -15,23 +15,29 @@ import click
     "--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset."
 )
 @click.option(
-    "--strength",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Default sampling strength recorded in the model (see `tilesr restore --strength`).",
+    help="Take the sampling defaults and uncertainty calibration from this training "
+    "config's export section (chosen after training) instead of the checkpoint's.",
 )
-def command(
-    checkpoint: Path, out: Path, overwrite: bool, opset: int, strength: float | None
-) -> None:
-    """Export the EMA weights of CHECKPOINT to OUT.onnx, with metadata and a parity check."""
+def command(checkpoint: Path, out: Path, overwrite: bool, opset: int, config: Path | None) -> None:
+    """Export the EMA weights of CHECKPOINT to OUT.onnx, with metadata and a parity check.
+
+    \b
+    Examples:
+      tilesr export runs/tiny/checkpoint.pt tiny.onnx
+      tilesr export runs/bundled/best.pt model.onnx --config configs/bundled.yaml
+    """
     try:
-        from tilesr.export.onnx_export import export_onnx
+        from tilesr.export.onnx_export import export_defaults, export_onnx
     except ImportError as exc:  # torch / onnx are the `train` extra
         raise click.ClickException(
             f"tilesr export needs the train extra (pip install 'tilesr[train]'): {exc}"
         ) from None
     click.echo(f"exporting {checkpoint} -> {out} (opset {opset})", err=True)
-    report = export_onnx(checkpoint, out, overwrite=overwrite, opset=opset, strength=strength)
+    defaults = export_defaults(config) if config is not None else None
+    report = export_onnx(checkpoint, out, overwrite=overwrite, opset=opset, defaults=defaults)
     click.echo(f"wrote {report.path}")
     click.echo(f"parity max abs diff (ONNX Runtime vs PyTorch): {report.max_abs_diff:.3g}")
     click.echo(f"weights sha256: {report.weights_sha256}")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,16 @@ from tilesr.model.checkpoint import (
 from tilesr.model.unet import UNet
 
 MIN_OPSET = 17
+#: metadata an export may set after training: how to sample, and the uncertainty's
+#: calibration (tools/calibrate.py); nothing that would change what the weights mean
+AFTER_TRAINING = (
+    "strength",
+    "sampler",
+    "steps",
+    "samples",
+    "uncertainty_scale",
+    "uncertainty_pool",
+)
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3
 
@@ -53,7 +65,7 @@ def export_onnx(
     *,
     overwrite: bool = False,
     opset: int = MIN_OPSET,
-    strength: float | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Convert the EMA weights of a checkpoint to an ONNX model with tilesr metadata.
 
@@ -68,8 +80,10 @@ def export_onnx(
         Replace ``out_path`` if it exists (refused otherwise).
     opset
         ONNX opset, at least 17.
-    strength
-        Override the checkpoint's default sampling strength (metadata ``strength``).
+    defaults
+        Sampling and uncertainty defaults chosen after training (keys of
+        :data:`AFTER_TRAINING`, e.g. from a config's ``export`` section via
+        :func:`export_defaults`), replacing the checkpoint's.
 
     Returns
     -------
@@ -100,8 +114,11 @@ def export_onnx(
     check_size_multiple(metadata, model.size_multiple, str(checkpoint_path))
     digest = weights_sha256(model.state_dict())
     metadata = replace(metadata, weights_sha256=digest, tilesr_version=__version__)
-    if strength is not None:  # a sampling default chosen after training
-        metadata = replace(metadata, strength=strength)
+    if defaults:  # sampling defaults and calibration chosen after training
+        unknown = sorted(set(defaults) - set(AFTER_TRAINING))
+        if unknown:
+            raise TilesrError(f"export defaults cannot set {unknown} (only {AFTER_TRAINING})")
+        metadata = replace(metadata, **defaults)
 
     tmp = temp_sibling(out_path)
     try:
@@ -120,6 +137,16 @@ def export_onnx(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return ExportReport(path=out_path, max_abs_diff=max_diff, weights_sha256=digest)
+
+
+def export_defaults(config_path: str | Path) -> dict[str, Any]:
+    """The :data:`AFTER_TRAINING` keys of a training config's ``export`` section."""
+    import dataclasses
+
+    from tilesr.training.config import load_config
+
+    export = dataclasses.asdict(load_config(config_path).export)
+    return {k: export[k] for k in AFTER_TRAINING}
 
 
 def _max_opset() -> int:

@@ -1,0 +1,118 @@
+"""Fit a model's uncertainty calibration on its validation data (never on test data).
+
+    python tools/calibrate.py --model runs/bundled-best.onnx [--setting ddim:2x8]
+
+Restores the validation sets of tools/bench_care.py (W2S fields 37-38, simulated images
+with the training run's validation seeds) at the model's default sampling (or
+``--setting``) and, for each Gaussian pooling width in ``--pools``, the factor that
+makes the 1-sigma coverage of the real (W2S) validation images exactly 68.27 %
+(the 68.27 % quantile of |error| / sigma). It prints coverage at 1 and 2 sigma and the
+Spearman rank correlation of RMS error vs RMS sigma over 16x16 patches for each
+candidate, and recommends the pooling with the best 2-sigma coverage. Record the result
+in the training config's ``export.uncertainty_scale`` / ``export.uncertainty_pool`` and
+export again; writes the table to ``--json``.
+
+The sigma used here is :func:`tilesr.diffusion.uncertainty.predictive_std` with scale 1:
+the engine's uncertainty for a model with ``uncertainty_scale`` 1 and no pooling, pooled
+here afterwards (pooling is linear in the variance, so this equals the engine's pooled
+map away from block edges; the validation images are single blocks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from bench_care import Setting, fitted, restore_one, validation_sets
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from tilesr.denoisers.onnx_backend import OnnxDenoiser
+from tilesr.diffusion.uncertainty import POOL_TRUNCATE
+
+TARGET_1SIGMA = 0.6827
+
+
+def uncalibrated_model(model: Path, folder: Path) -> Path:
+    """A copy of ``model`` whose metadata says scale 1 and no pooling."""
+    import onnx
+
+    meta = replace(OnnxDenoiser(model).metadata, uncertainty_scale=1.0, uncertainty_pool=0.0)
+    proto = onnx.load(str(model))
+    onnx.helper.set_model_props(proto, meta.to_props())
+    path = folder / "uncalibrated.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def errors_and_sigmas(model: Path, setting: Setting, threads: int) -> dict[str, list]:
+    """Per validation set: (GT-normalised error, sigma on that scale) for every image."""
+    out: dict[str, list] = {}
+    for name, pairs in validation_sets(OnnxDenoiser(model).metadata.scale, False).items():
+        for pair in pairs:
+            mean, sigma, _, _ = restore_one(pair.lr, model, setting, threads)
+            pred, gt, a = fitted(mean, pair.hr)
+            out.setdefault(name, []).append((gt - pred, np.abs(a) * sigma))
+    return out
+
+
+def pooled(sigma: np.ndarray, pool: float) -> np.ndarray:
+    if pool <= 0:
+        return sigma
+    var = ndimage.gaussian_filter(sigma.astype(np.float64) ** 2, pool, truncate=POOL_TRUNCATE)
+    return np.sqrt(var)
+
+
+def scores(pairs: list, pool: float, scale: float, patch: int = 16) -> dict[str, float]:
+    z, pe, ps = [], [], []
+    for err, sigma in pairs:
+        s = scale * pooled(sigma, pool)
+        z.append((np.abs(err) / np.maximum(s, 1e-12)).ravel())
+        h, w = (n - n % patch for n in err.shape)
+        for values, sink in ((err, pe), (s, ps)):
+            blocks = values[:h, :w].reshape(h // patch, patch, w // patch, patch)
+            sink.append(np.sqrt((blocks**2).mean(axis=(1, 3))).ravel())
+    zz = np.concatenate(z)
+    rho = spearmanr(np.concatenate(pe), np.concatenate(ps)).statistic
+    return {
+        "cover_1sigma": float(np.mean(zz <= 1)),
+        "cover_2sigma": float(np.mean(zz <= 2)),
+        "spearman_patch": float(rho),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--setting", default="model", help="sampler:STEPSxSAMPLES or 'model'")
+    parser.add_argument("--pools", default="0,1,2,4", help="Gaussian pooling sigmas (px)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = uncalibrated_model(args.model, Path(tmp))
+        data = errors_and_sigmas(model, Setting.parse(args.setting), args.threads)
+    real = next(k for k in data if "W2S" in k)
+    table = []
+    for pool in (float(p) for p in args.pools.split(",")):
+        z = np.concatenate([
+            (np.abs(e) / np.maximum(pooled(s, pool), 1e-12)).ravel() for e, s in data[real]
+        ])
+        scale = float(np.quantile(z, TARGET_1SIGMA))
+        row = {"pool": pool, "scale": scale}
+        row.update({name: scores(pairs, pool, scale) for name, pairs in data.items()})
+        table.append(row)
+        print(json.dumps(row))
+    best = min(table, key=lambda r: abs(r[real]["cover_2sigma"] - 0.954))
+    print(f"recommended: uncertainty_pool {best['pool']}, uncertainty_scale {best['scale']:.3f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"setting": args.setting, "rows": table, "best": best}))
+
+
+if __name__ == "__main__":
+    main()
