@@ -131,7 +131,9 @@ def restore_file(
 
     start = time.perf_counter()
     options = options or RestoreOptions()
-    src, out = Path(input_path), Path(output_path)
+    # absolute once, before any graph is built: tasks open files by path on workers whose
+    # working directory is not this process's (another machine, or a job's own folder)
+    src, out = Path(input_path).absolute(), Path(output_path).absolute()
     _check_paths(src, out)
     model_ref = _model_or_bundled(model)
     image = open_image(src, axes=options.axes, level=options.level)
@@ -143,9 +145,10 @@ def restore_file(
     # decided once, before any pass over the input: a finished output costs nothing more
     state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
     if state is OutputState.COMPLETE:
-        return _report(src, image.axes, shape, finished_report(out), start, complete=True)
+        written = finished_report(out)
+        return _report(input_path, output_path, image.axes, shape, written, start, complete=True)
     written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
-    return _report(src, image.axes, shape, written, start)
+    return _report(input_path, output_path, image.axes, shape, written, start)
 
 
 def _restore_and_write(
@@ -251,7 +254,7 @@ def _model_or_bundled(model: str | os.PathLike[str] | Denoiser | EngineModel | N
     if isinstance(model, str | os.PathLike):
         if not Path(model).is_file():
             raise TilesrError(f"model {str(model)!r} does not exist")
-        return str(model)
+        return str(Path(model).absolute())
     return model
 
 
@@ -280,7 +283,8 @@ def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
 
 
 def _report(
-    src: Path,
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     axes: str,
     input_shape: tuple[int, ...],
     written: WriteReport,
@@ -288,13 +292,14 @@ def _report(
     *,
     complete: bool = False,
 ) -> RestoreReport:
-    """The report of a run from what the writer did (or found already done)."""
+    """The report of a run from what the writer did (or found already done), with the
+    paths as the caller named them."""
     status = "resumed" if written.chunks_skipped else "written"
     if complete:
         status = "already complete"
     return RestoreReport(
-        input_path=str(src),
-        output_path=written.path,
+        input_path=os.fspath(src),
+        output_path=os.fspath(out),
         input_shape=tuple(int(n) for n in input_shape),
         output_shape=written.shape,
         axes=axes,
