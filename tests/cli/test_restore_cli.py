@@ -83,6 +83,40 @@ def test_options_reach_the_output(tmp_path, tiff, model):
     assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
 
 
+def test_a_guessed_axis_is_one_notice_line_on_stderr(tmp_path, model):
+    data = (np.random.default_rng(3).random((2, 24, 30)) * 500).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "planes.tif", data, photometric="minisblack", metadata=None)
+    result = CliRunner().invoke(
+        main,
+        [
+            "restore",
+            str(tmp_path / "planes.tif"),
+            str(tmp_path / "o.zarr"),
+            "--model",
+            str(model),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (notice,) = result.stderr.splitlines()
+    assert notice.startswith("tilesr: ") and "'zyx'" in notice
+    assert "pixel sizes are unknown" in notice
+    assert "restored" in result.stdout and "zyx 2x48x60" in result.stdout
+
+
+def test_a_singleton_channel_the_user_names_reaches_the_output(tmp_path, model):
+    data = (np.random.default_rng(4).random((1, 2, 24, 30)) * 500).astype(np.uint16)
+    src = tmp_path / "one-channel.ome.tif"
+    tifffile.imwrite(src, data, ome=True, photometric="minisblack", metadata={"axes": "CZYX"})
+    out = tmp_path / "o.zarr"
+    code, output = _run(src, out, "--model", model, "--axes", "czyx", *FAST)
+    assert code == 0, output
+    group = zarr.open_group(out, mode="r")
+    axes = group.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["c", "z", "y", "x"]
+    assert group["0"].shape == (1, 2, 48, 60)
+
+
 def test_existing_output_is_refused_and_kept(tmp_path, tiff, model):
     out = tmp_path / "out.zarr"
     assert _run(tiff, out, "--model", model, *FAST)[0] == 0

@@ -49,11 +49,23 @@ class _TilesrGroup(click.Group):
             raise click.ClickException("interrupted") from None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
+
+
 def _print_notices() -> None:
     """Library notices (logger ``tilesr``, warning and up) as one plain line each on stderr."""
     logger = logging.getLogger("tilesr")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("tilesr: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
