@@ -180,6 +180,7 @@ def _restore_and_write(
             pixel_sizes={
                 a: (s / plan.scale if a in "yx" else s) for a, s in image.pixel_sizes.items()
             },
+            translation=output_translation(image, plan.scale),
             units=image.units,
             dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
             zarr_format=plan.options.zarr_format,
@@ -191,6 +192,22 @@ def _restore_and_write(
             return write()
         with plan.progress.shown(result.tiles):
             return write(on_skip=partial(_advance, plan.progress, result.block_tiles))
+
+
+def output_translation(image: InputImage, scale: int) -> dict[str, float]:
+    """Where the centre of the output's first pixel lies, in the input's physical space.
+
+    The bicubic upsampling is ``align_corners=False`` (as in training): output pixel
+    ``j`` is centred at input pixel coordinate ``(j + 0.5) / scale - 0.5``, so the first
+    one sits ``0.5 / scale - 0.5`` input pixels from the input's first pixel centre (a
+    quarter pixel up and left at 2x). The input's own translation (its stage position)
+    comes first.
+    """
+    origin = {a: float(image.translation.get(a, 0.0)) for a in image.axes if a != "c"}
+    for axis in "yx":
+        size = float(image.pixel_sizes.get(axis, 1.0))
+        origin[axis] += (0.5 / scale - 0.5) * size
+    return {a: t for a, t in origin.items() if t}
 
 
 def _fingerprint(plan: RestorePlan, model: EngineModel, image: InputImage) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from tilesr.io.axes import (
     AXIS_LETTERS,
     check_axes,
     check_pixel_size,
-    dataset_scale,
+    convert_length,
+    dataset_transform,
     multiscale_axes,
     normalize_unit,
     parse_multiscales,
@@ -56,6 +57,10 @@ class InputImage:
         Physical pixel size of every non-channel axis (1.0 where the file says nothing).
     units
         NGFF unit name per axis where the file declares one.
+    translation
+        Physical position of the centre of the first pixel along each non-channel axis
+        where the file gives one (NGFF ``translation``, OME-TIFF ``PositionX/Y/Z``), in
+        the units of the pixel sizes.
     path
         The path the image was opened from.
     kind
@@ -68,6 +73,7 @@ class InputImage:
     units: dict[str, str] = field(default_factory=dict)
     path: str = ""
     kind: str = ""
+    translation: dict[str, float] = field(default_factory=dict)
 
 
 def open_image(
@@ -186,7 +192,7 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
             f"{source}: metadata declares {len(names)} axes {names} but dataset {ds_path!r} "
             f"has shape {shape}"
         )
-    scale = dataset_scale(multiscale, level, names, source=source)
+    scale, shift = dataset_transform(multiscale, level, names, source=source)
     if axes is None:
         axes = "".join(names)
         if not all(len(n) == 1 for n in names):
@@ -196,12 +202,12 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
         units = {axes[names.index(k)]: v for k, v in units.items()}
     check_axes(axes, shape, source=source)
     sizes = {a: s for a, s in zip(axes, scale, strict=True) if a != "c"}
+    origin = {a: t for a, t in zip(axes, shift, strict=True) if a != "c" and t}
     chunks = read_chunks(shape, tuple(array.chunks))
     check_chunk_count(shape, chunks, source=source)
     data = _zarr_dask(array, chunks, source=f"{source}/{ds_path}")
-    return InputImage(
-        data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
-    )
+    kept_units = {a: u for a, u in units.items() if a in sizes}
+    return InputImage(data, axes, sizes, kept_units, source, "ome-zarr", origin)
 
 
 def _plain_zarr(node: Any, source: str, *, axes: str | None, level: int) -> InputImage:
@@ -374,6 +380,7 @@ class _TiffHeader:
     kind: str
     chunks: tuple[int, ...]  # native tiles, strips or pages
     singletons: str = ""  # tifffile letters of the size-1 axes its squeezed shape leaves out
+    origin: dict[str, float] = field(default_factory=dict)  # stage position by tifffile letter
 
 
 def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
@@ -403,7 +410,10 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
     data, tif_axes = _named_singletons(data, tif_axes, axes, head.singletons)
     axes, sizes, units = _tiff_axes(axes, tif_axes, head, source=source)
     check_axes(axes, tuple(data.shape), source=source)
-    return InputImage(data, axes, sizes, units, source, head.kind)
+    # the stage position follows the axes as the physical sizes do (by position)
+    letters = dict(zip(tif_axes, axes, strict=True))
+    origin = {letters[k]: v for k, v in head.origin.items() if letters.get(k, "c") != "c"}
+    return InputImage(data, axes, sizes, units, source, head.kind, origin)
 
 
 def _tiff_dask(head: _TiffHeader, source: str, level: int) -> da.Array:
@@ -461,6 +471,7 @@ def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
             shape, tif_axes = tuple(chosen.shape), series.axes
             _check_not_truncated(chosen, path)
             sizes, units, kind = _tiff_physical(tif, tif_axes, source=source)
+            origin = _ome_origin(tif, units, source=source)
             for letter in "YX":
                 # the metadata describe level 0; coarser levels have proportionally larger pixels
                 if letter in sizes and letter in tif_axes:
@@ -474,7 +485,7 @@ def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise TilesrError(f"{source} is not a readable TIFF: {_first_line(exc)}") from None
-    return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native, singletons)
+    return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native, singletons, origin)
 
 
 def _tiff_axes(
@@ -617,6 +628,44 @@ def _tiff_physical(
                 sizes[axis] = size * 1e4
                 units[axis] = "micrometer"
     return sizes, units, "tiff"
+
+
+def _ome_origin(tif: Any, units: dict[str, str], *, source: str) -> dict[str, float]:
+    """The stage position of an OME-TIFF's first plane (PositionX/Y/Z), by tifffile letter.
+
+    Taken as the position of the centre of pixel (0, 0) of the first plane, converted to
+    the unit of that axis' pixel size; a position without a unit (OME's default "reference
+    frame") is taken to be in that unit.
+    """
+    pixels = _ome_pixels(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else None
+    planes = [] if pixels is None else [e for e in pixels if e.tag.endswith("Plane")]
+    if not planes:
+        return {}
+    first = min(planes, key=lambda e: tuple(int(e.get(f"The{k}", 0)) for k in "TCZ"))
+    origin = {}
+    for axis in "XYZ":
+        value = first.get(f"Position{axis}")
+        if value is None:
+            continue
+        position = _check_position(value, axis, source=source)
+        to = units.get(axis, "micrometer")
+        unit = normalize_unit(first.get(f"Position{axis}Unit")) or to
+        converted = convert_length(position, unit, to)
+        if converted is None:
+            _log.warning(f"{source}: Position{axis} in {unit} cannot be expressed in {to}; ignored")
+            continue
+        origin[axis] = converted
+    return origin
+
+
+def _check_position(value: str, axis: str, *, source: str) -> float:
+    try:
+        position = float(value)
+    except ValueError:
+        position = math.nan
+    if not math.isfinite(position):
+        raise TilesrError(f"{source}: Position{axis} must be a finite number, got {value!r}")
+    return position
 
 
 def _resolution_size(page: Any, tag: str) -> float | None:

@@ -154,6 +154,7 @@ def write_restored(
     fingerprint: Mapping[str, Any],
     pixel_sizes: Mapping[str, float] | None = None,
     units: Mapping[str, str] | None = None,
+    translation: Mapping[str, float] | None = None,
     dtype: np.dtype[Any] | str = "float32",
     zarr_format: int = 3,
     provenance: Mapping[str, Any] | None = None,
@@ -178,6 +179,9 @@ def write_restored(
         against all of it before anything is written.
     pixel_sizes, units
         Physical pixel size and NGFF unit per axis of the restored image.
+    translation
+        Physical position of the centre of its first pixel per axis (default 0); every
+        pyramid level of the image and the uncertainty is placed to match.
     dtype
         Output pixel type of the image; integer types are rounded and clipped to their
         range. The uncertainty is always float32.
@@ -228,7 +232,15 @@ def write_restored(
         on_skip(finished)
     _write_blocks(image, uncertainty, targets, pending, done, np.dtype(dtype))
     faults.fault_point("blocks-done")
-    levels = _finish(group, out, tuple(image.shape), axes, sizes, units, zarr_format, meta)
+    ngff = partial(
+        multiscales_attrs,
+        axes,
+        pixel_sizes=sizes,
+        units=units,
+        translation=translation,
+        zarr_format=zarr_format,
+    )
+    levels = _finish(group, out, tuple(image.shape), axes, ngff, meta)
     total = len(pending) + len(finished)
     shape = tuple(int(n) for n in image.shape)
     return WriteReport(str(out), shape, total, len(pending), len(finished), levels)
@@ -318,29 +330,25 @@ def _finish(
     out: Path,
     shape: tuple[int, ...],
     axes: str,
-    sizes: Mapping[str, float],
-    units: Mapping[str, str] | None,
-    zarr_format: int,
+    ngff: Callable[..., dict[str, Any]],
     meta: dict[str, Any],
 ) -> int:
     """Pyramids from level 0, then the NGFF metadata and "complete" in one write; the levels.
 
-    The multiscales attributes appear only in this last write, so an interrupted output
-    never looks like a finished image.
+    ``ngff(paths, name=, extra=)`` makes the multiscales attributes (``multiscales_attrs``
+    with the image's axes and physical placement). They appear only in this last write,
+    so an interrupted output never looks like a finished image.
     """
     shapes = pyramid_shapes(shape)
     paths = [str(i) for i in range(len(shapes))]
     write_pyramid(group, shapes, axes=axes)
-    ngff = partial(
-        multiscales_attrs, axes, paths, pixel_sizes=sizes, units=units, zarr_format=zarr_format
-    )
     if meta["layout"][UNCERTAINTY] is not None:
         faults.fault_point("pyramid")
         unc_group = group[UNCERTAINTY]
         write_pyramid(unc_group, shapes, axes=axes)
-        unc_group.attrs.update(ngff(name=UNCERTAINTY))
+        unc_group.attrs.update(ngff(paths, name=UNCERTAINTY))
     meta["status"] = "complete"
-    group.attrs.update(ngff(name=out.stem, extra={"tilesr": _normalize(meta)}))
+    group.attrs.update(ngff(paths, name=out.stem, extra={"tilesr": _normalize(meta)}))
     faults.fault_point("metadata")
     # the markers only matter while incomplete; zarr warns about foreign folders
     shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
