@@ -44,15 +44,18 @@ class RestoreReport:
     input_path, output_path
         The files read and written.
     input_shape, output_shape
-        Shapes of the input level and of the restored image.
+        Shapes of the input level and of the output (with an uncertainty, its c axis
+        holds the restoration's channels, then the uncertainty's).
     axes
-        Axes of both.
+        Axes of the output (the input's, in NGFF order, and c with an uncertainty).
     chunks_total, chunks_written, chunks_skipped
         Output blocks in all, computed by this run, and finished by an earlier one.
     seconds
         Wall time of the call.
     status
         ``"written"``, ``"resumed"`` or ``"already complete"`` (resume of a finished output).
+    parts
+        With an uncertainty, how the c axis divides (e.g. ``c: restored 0, uncertainty 1``).
     """
 
     input_path: str
@@ -65,6 +68,7 @@ class RestoreReport:
     chunks_skipped: int
     seconds: float
     status: str
+    parts: str = ""
 
     def summary(self) -> str:
         """One line for the command line."""
@@ -73,7 +77,7 @@ class RestoreReport:
             return f"{self.output_path} is already complete ({self.axes} {shape}); nothing to do"
         skipped = f", {self.chunks_skipped} already done" if self.chunks_skipped else ""
         return (
-            f"restored {self.input_path} -> {self.output_path} ({self.axes} {shape}, "
+            f"restored {self.input_path} -> {self.output_path} ({self.axes} {shape}{self.parts}, "
             f"{self.chunks_written} block(s) written{skipped}) in {self.seconds:.1f} s"
         )
 
@@ -146,9 +150,9 @@ def restore_file(
     state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
     if state is OutputState.COMPLETE:
         written = finished_report(out)
-        return _report(input_path, output_path, image.axes, shape, written, start, complete=True)
+        return _report(input_path, output_path, shape, written, start, complete=True)
     written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
-    return _report(input_path, output_path, image.axes, shape, written, start)
+    return _report(input_path, output_path, shape, written, start)
 
 
 def _restore_and_write(
@@ -181,6 +185,7 @@ def _restore_and_write(
                 a: (s / plan.scale if a in "yx" else s) for a, s in image.pixel_sizes.items()
             },
             translation=output_translation(image, plan.scale),
+            intensity=(result.intensity_range.low, result.intensity_range.high),
             units=image.units,
             dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
             zarr_format=plan.options.zarr_format,
@@ -302,7 +307,6 @@ def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
 def _report(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    axes: str,
     input_shape: tuple[int, ...],
     written: WriteReport,
     start: float,
@@ -311,7 +315,14 @@ def _report(
 ) -> RestoreReport:
     """The report of a run from what the writer did (or found already done), with the
     paths as the caller named them."""
+    from tilesr.io.layout import RESTORED, UNCERTAINTY
+
     status = "resumed" if written.chunks_skipped else "written"
+    layout = written.layout
+    parts = ""
+    if layout.uncertainty:
+        restored, unc = (layout.part_channels(p) for p in (RESTORED, UNCERTAINTY))
+        parts = f"; c: restored {_span(restored)}, uncertainty {_span(unc)}"
     if complete:
         status = "already complete"
     return RestoreReport(
@@ -319,10 +330,15 @@ def _report(
         output_path=os.fspath(out),
         input_shape=tuple(int(n) for n in input_shape),
         output_shape=written.shape,
-        axes=axes,
+        axes=written.layout.axes,
         chunks_total=written.chunks_total,
         chunks_written=written.chunks_written,
         chunks_skipped=written.chunks_skipped,
         seconds=time.perf_counter() - start,
         status=status,
+        parts=parts,
     )
+
+
+def _span(indices: list[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"

@@ -47,10 +47,11 @@ def test_restores_and_prints_one_line(tmp_path, tiff, model):
     code, output = _run(tiff, out, "--model", model, "--samples", "2", *FAST)
     assert code == 0, output
     assert output.strip().count("\n") == 0
-    assert "2x48x60" in output and "block(s) written" in output
+    assert "czyx 2x2x48x60" in output and "block(s) written" in output
     group = zarr.open_group(out, mode="r")
     assert group.attrs["tilesr"]["status"] == "complete"
-    assert "uncertainty" in group  # on by default with --samples > 1
+    # on by default with --samples > 1: channel 1 of the one image
+    assert group.attrs["tilesr"]["layout"]["uncertainty"] == [1]
 
     code, output = _run(tiff, out, "--model", model, "--samples", "2", "--resume", *FAST)
     assert code == 0 and "already complete" in output
@@ -78,7 +79,8 @@ def test_options_reach_the_output(tmp_path, tiff, model):
     group = zarr.open_group(out, mode="r")
     assert group.metadata.zarr_format == 2
     assert group["0"].dtype == np.uint16
-    assert "uncertainty" not in group
+    assert group["0"].shape == (2, 48, 60)  # the input's c axis only: no uncertainty
+    assert group.attrs["tilesr"]["layout"]["uncertainty"] == []
     assert group.attrs["tilesr"]["settings"]["seed"] == 9
     assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
 

@@ -172,6 +172,7 @@ def multiscales_attrs(
     factor: int = 2,
     zarr_format: int = 3,
     name: str = "image",
+    omero: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Group attributes declaring ``paths`` as a pyramid downsampled ``factor``x per level in y/x.
@@ -192,6 +193,8 @@ def multiscales_attrs(
         3 writes NGFF 0.5 (attributes under ``ome``), 2 writes NGFF 0.4.
     name
         Name of the multiscale image.
+    omero
+        NGFF ``omero`` display metadata (channel labels, colours, windows), or None.
     extra
         Further attributes merged into the result (e.g. provenance).
 
@@ -223,10 +226,11 @@ def multiscales_attrs(
     multiscale["type"] = "mean"
     attrs: dict[str, Any]
     version = NGFF_VERSIONS[check_format(zarr_format)]
+    display = {"omero": dict(omero)} if omero else {}
     if zarr_format == 3:
-        attrs = {"ome": {"version": version, "multiscales": [multiscale]}}
+        attrs = {"ome": {"version": version, "multiscales": [multiscale], **display}}
     else:
-        attrs = {"multiscales": [{"version": version, **multiscale}]}
+        attrs = {"multiscales": [{"version": version, **multiscale}], **display}
     if extra:
         attrs.update(extra)
     return attrs

@@ -12,8 +12,8 @@ import signal
 
 KILL_AT_ENV = "TILESR_TEST_KILL_AT"
 #: the writer's phases, in order: after the group is created, after the arrays are
-#: created, after a block's pixels (before its marker), after all blocks, between the
-#: image and uncertainty pyramids, after the final metadata
+#: created, after a block's pixels (before its marker), after all blocks, after the
+#: pyramid (before the final metadata), after the final metadata
 FAULT_PHASES = ("group", "levels", "block", "blocks-done", "pyramid", "metadata")
 
 
