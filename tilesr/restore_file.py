@@ -130,7 +130,6 @@ def restore_file(
     from tilesr.engine.model import open_model
     from tilesr.engine.plan import make_plan
     from tilesr.io import open_image
-    from tilesr.io.restored import OutputState, finished_report, output_state
     from tilesr.progress import Progress
 
     start = time.perf_counter()
@@ -145,32 +144,61 @@ def restore_file(
     bar = Progress() if progress else None
     shape = tuple(int(n) for n in image.data.shape)
     plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
-    fingerprint = _fingerprint(plan, opened, image)
-    # decided once, before any pass over the input: a finished output costs nothing more
-    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
-    if state is OutputState.COMPLETE:
-        written = finished_report(out)
-        return _report(input_path, output_path, shape, written, start, complete=True)
-    written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
-    return _report(input_path, output_path, shape, written, start)
+    job = _Job(src, image, opened, plan, _fingerprint(plan, opened, image), scheduler)
+    written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
+    return _report(input_path, output_path, shape, written, start, complete=complete)
 
 
-def _restore_and_write(
-    src: Path,
-    out: Path,
-    image: InputImage,
-    model: EngineModel,
-    plan: RestorePlan,
-    state: OutputState,
-    fingerprint: dict[str, Any],
-    scheduler: str | None,
-) -> WriteReport:
+@dataclass(frozen=True)
+class _Job:
+    """One restoration, planned: what :func:`_restore_and_write` runs."""
+
+    src: Path
+    image: InputImage
+    model: EngineModel
+    plan: RestorePlan
+    fingerprint: dict[str, Any]
+    scheduler: str | None
+
+
+def _write_output(
+    job: _Job, out: Path, *, overwrite: bool, resume: bool
+) -> tuple[WriteReport, bool]:
+    """Decide what writing ``out`` means, then do it; the report and whether it was done.
+
+    Decided once, before any pass over the input: a finished output costs nothing more.
+    A TIFF output is restored into its working store, then exported (:mod:`tilesr.io.ome_tiff`).
+    """
+    from tilesr.io import ome_tiff
+    from tilesr.io.ome_writer import remove_store
+    from tilesr.io.restored import OutputState, finished_report, output_state
+
+    if not ome_tiff.is_tiff_output(out):
+        state = output_state(out, job.fingerprint, overwrite=overwrite, resume=resume)
+        if state is OutputState.COMPLETE:
+            return finished_report(out), True
+        return _restore_and_write(job, out, state), False
+    decision = ome_tiff.tiff_output_state(out, job.fingerprint, overwrite=overwrite, resume=resume)
+    if decision.finished:
+        return ome_tiff.finished_tiff_report(out), True
+    store = ome_tiff.working_store(out)
+    if decision.state is OutputState.COMPLETE:  # restored; the export was interrupted
+        written = finished_report(store)
+    else:
+        written = _restore_and_write(job, store, decision.state)
+    levels = ome_tiff.export_ome_tiff(store, out)
+    remove_store(store)
+    return replace(written, path=str(out), levels=levels), False
+
+
+def _restore_and_write(job: _Job, out: Path, state: OutputState) -> WriteReport:
     """The passes over the input, then every block computed once and written."""
     from tilesr.engine.restore import restore_planned
     from tilesr.engine.scheduling import scheduler_context
     from tilesr.io.restored import write_restored
 
-    with scheduler_context(scheduler):
+    src, image, model, plan = job.src, job.image, job.model, job.plan
+    with scheduler_context(job.scheduler):
         data = _handle_non_finite(image.data, plan.options.nan_policy, source=str(src))
         result = restore_planned(data, model, plan)
         intensity = [result.intensity_range.low, result.intensity_range.high]
@@ -190,7 +218,7 @@ def _restore_and_write(
             dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
             zarr_format=plan.options.zarr_format,
             # what only the pixels tell, checked before a resumed output is continued
-            fingerprint={**fingerprint, "intensity_range": intensity},
+            fingerprint={**job.fingerprint, "intensity_range": intensity},
             provenance=_provenance(src, image, model, result),
         )
         if plan.progress is None:

@@ -140,8 +140,8 @@ def output_state(
             f"{out} exists; use --overwrite to replace it "
             "or --resume to continue an interrupted run"
         )
-    stored = _read_tilesr_attrs(out)
-    _check_fingerprint(out, stored, fingerprint)
+    stored = read_tilesr_attrs(out)
+    check_fingerprint(out, stored, fingerprint)
     if stored.get("status") == "complete":
         # a run killed between its final metadata and the marker removal left them behind
         shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
@@ -261,7 +261,7 @@ def finished_report(path: str | os.PathLike[str]) -> WriteReport:
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
-    attrs = _read_tilesr_attrs(Path(path))
+    attrs = read_tilesr_attrs(Path(path))
     total = int(attrs.get("chunks_total", 0))
     levels = sum(1 for _ in group.array_keys())
     layout = _stored_layout(attrs, Path(path))
@@ -308,7 +308,7 @@ def open_restored(path: str | os.PathLike[str], *, level: int = 0) -> RestoredOu
     import zarr
 
     out = Path(path)
-    attrs = _read_tilesr_attrs(out, action="read")
+    attrs = read_tilesr_attrs(out, action="read")
     if attrs.get("status") != "complete":
         raise TilesrError(f"{out} is not finished (status {attrs.get('status')!r}); use --resume")
     layout = _stored_layout(attrs, out)
@@ -326,7 +326,7 @@ def is_restored_output(path: str | os.PathLike[str]) -> bool:
     if not out.is_dir() or not _looks_like_zarr(out):
         return False
     try:
-        return "layout" in _read_tilesr_attrs(out, action="read")
+        return "layout" in read_tilesr_attrs(out, action="read")
     except TilesrError:
         return False
 
@@ -376,7 +376,7 @@ def _open_target(
         # no block was finished: nothing to keep, start afresh
         state = OutputState.REPLACE
     if state is OutputState.RESUME:
-        _check_fingerprint(out, _read_tilesr_attrs(out), meta["fingerprint"])
+        check_fingerprint(out, read_tilesr_attrs(out), meta["fingerprint"])
         group = zarr.open_group(str(out), mode="r+")
         target = _existing_target(group, storage, out)
     else:
@@ -529,7 +529,7 @@ def _existing_target(group: Any, storage: _Storage, out: Path) -> Any:
     return target
 
 
-def _read_tilesr_attrs(out: Path, *, action: str = "resume") -> dict[str, Any]:
+def read_tilesr_attrs(out: Path, *, action: str = "resume") -> dict[str, Any]:
     import zarr
 
     try:
@@ -543,7 +543,7 @@ def _read_tilesr_attrs(out: Path, *, action: str = "resume") -> dict[str, Any]:
     return attrs
 
 
-def _check_fingerprint(out: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+def check_fingerprint(out: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
     """Refuse to continue an output started with other settings, naming the first that differs."""
     have = stored.get("fingerprint", {})
     for key, value in _normalize(dict(wanted)).items():
