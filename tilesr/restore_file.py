@@ -125,11 +125,13 @@ def restore_file(
     Raises
     ------
     TilesrError
-        For unreadable input, bad options, a refused output path or a settings mismatch.
+        For unreadable input, bad options, a refused output path, a settings mismatch,
+        or an output another live run is writing (:mod:`tilesr.io.claim`).
     """
     from tilesr.engine.model import open_model
     from tilesr.engine.plan import make_plan
     from tilesr.io import open_image
+    from tilesr.io.claim import claimed
     from tilesr.progress import Progress
 
     start = time.perf_counter()
@@ -145,7 +147,9 @@ def restore_file(
     shape = tuple(int(n) for n in image.data.shape)
     plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
     job = _Job(src, image, opened, plan, _fingerprint(plan, opened, image), scheduler)
-    written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
+    # one writer per output: a second run refuses here, naming the first
+    with claimed(out):
+        written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
     return _report(input_path, output_path, shape, written, start, complete=complete)
 
 
