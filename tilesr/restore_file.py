@@ -143,7 +143,7 @@ def restore_file(
     model_ref = _model_or_bundled(model)
     image = open_image(src, axes=options.axes, level=options.level)
     opened = open_model(model_ref, options, scheduler=scheduler)
-    bar = Progress() if progress else None
+    bar = Progress(unit="network evaluation") if progress else None
     shape = tuple(int(n) for n in image.data.shape)
     plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
     job = _Job(src, image, opened, plan, _fingerprint(plan, opened, image), scheduler)
@@ -227,7 +227,7 @@ def _restore_and_write(job: _Job, out: Path, state: OutputState) -> WriteReport:
         )
         if plan.progress is None:
             return write()
-        with plan.progress.shown(result.tiles):
+        with plan.progress.shown(result.tiles, scale=plan.evaluations_per_tile):
             return write(on_skip=partial(_advance, plan.progress, result.block_tiles))
 
 
