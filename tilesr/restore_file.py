@@ -149,7 +149,12 @@ def restore_file(
     job = _Job(src, image, opened, plan, _fingerprint(plan, opened, image), scheduler)
     # one writer per output: a second run refuses here, naming the first
     with claimed(out):
-        written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
+        try:
+            written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
+        except KeyboardInterrupt:
+            # an interrupt that came once the output was finished (while the cluster's
+            # connection closed, say) changes nothing: report the finished output
+            written, complete = _finished_or_raise(job, out), False
     return _report(input_path, output_path, shape, written, start, complete=complete)
 
 
@@ -183,9 +188,11 @@ def _write_output(
             return finished_report(out), True
         return _restore_and_write(job, out, state), False
     decision = ome_tiff.tiff_output_state(out, job.fingerprint, overwrite=overwrite, resume=resume)
-    if decision.finished:
-        return ome_tiff.finished_tiff_report(out), True
     store = ome_tiff.working_store(out)
+    if decision.finished:
+        if store.exists():  # left by a run stopped between its rename and this clean-up
+            remove_store(store)
+        return ome_tiff.finished_tiff_report(out), True
     if decision.state is OutputState.COMPLETE:  # restored; the export was interrupted
         written = finished_report(store)
     else:
@@ -193,6 +200,27 @@ def _write_output(
     levels = ome_tiff.export_ome_tiff(store, out)
     remove_store(store)
     return replace(written, path=str(out), levels=levels), False
+
+
+def _finished_or_raise(job: _Job, out: Path) -> WriteReport:
+    """After an interrupt: the report of ``out`` if it is finished with this run's settings
+    (the engine is deterministic: then it holds this run's bytes), else the interrupt."""
+    import sys
+
+    from tilesr.io import ome_tiff
+    from tilesr.io.restored import OutputState, finished_report, output_state
+
+    interrupt = sys.exc_info()[1]
+    try:
+        if ome_tiff.is_tiff_output(out):
+            if ome_tiff.tiff_output_state(out, job.fingerprint, resume=True).finished:
+                return ome_tiff.finished_tiff_report(out)
+        elif output_state(out, job.fingerprint, resume=True) is OutputState.COMPLETE:
+            return finished_report(out)
+    except TilesrError:
+        pass  # not there, or not this run's: not finished
+    assert interrupt is not None  # called in an except block
+    raise interrupt
 
 
 def _restore_and_write(job: _Job, out: Path, state: OutputState) -> WriteReport:

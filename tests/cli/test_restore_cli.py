@@ -177,3 +177,11 @@ def test_model_is_required_without_a_bundled_default(tmp_path, tiff, monkeypatch
     code, output = _run(tiff, tmp_path / "o.zarr", *FAST)
     _assert_one_line_error(code, output)
     assert "--model" in output
+
+
+def test_help_has_examples():
+    result = CliRunner().invoke(main, ["restore", "--help"])
+    assert result.exit_code == 0
+    examples = result.output.split("Examples:", 1)[1]
+    assert "--scheduler tcp://" in examples and "--resume" in examples
+    assert "restored.ome.tif" in examples

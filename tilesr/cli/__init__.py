@@ -16,6 +16,9 @@ import click
 from tilesr import __version__
 from tilesr.errors import TilesrError
 
+#: exit status after Ctrl-C (128 + SIGINT)
+INTERRUPTED = 130
+
 # command name -> module holding a click command named ``command``
 _COMMANDS = {
     "simulate": "tilesr.cli.simulate",
@@ -46,7 +49,9 @@ class _TilesrGroup(click.Group):
         except TilesrError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted") from None
+            # Ctrl-C: one line and 128 + SIGINT, as shells expect
+            click.echo("Error: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
 
 
 class _StderrHandler(logging.StreamHandler):
