@@ -15,7 +15,7 @@ import zarr
 
 from tilesr.engine.restore import restore
 from tilesr.errors import TilesrError
-from tilesr.io import open_image, write_ome_zarr
+from tilesr.io import open_image, open_restored, write_ome_zarr
 from tilesr.io import restored as restored_mod
 from tilesr.options import RestoreOptions
 from tilesr.restore_file import restore_file
@@ -53,20 +53,23 @@ def test_tiff_to_ome_zarr_matches_engine(tmp_path, tiff, stack, models):
     out = tmp_path / "out.zarr"
     options = replace(FAST, samples=2, seed=4)
     report = restore_file(tiff, out, options, model=models["analytic2"], **QUIET)
-    assert report.output_shape == (2, 60, 82)
+    assert report.output_shape == (2, 2, 60, 82)  # c: restoration, uncertainty
+    assert report.axes == "czyx"
     assert report.status == "written"
     assert report.chunks_written == report.chunks_total == 2 * 2 * 2
 
     image, unc = _engine(stack, models["analytic2"], samples=2, seed=4, uncertainty=True)
     group = zarr.open_group(out, mode="r")
-    np.testing.assert_array_equal(group["0"][:], image)
-    np.testing.assert_array_equal(group["uncertainty/0"][:], unc)
+    back = open_restored(out)
+    np.testing.assert_array_equal(np.asarray(back.image), image)
+    np.testing.assert_array_equal(np.asarray(back.uncertainty), unc)
     assert group["0"].dtype == np.float32
 
     restored = open_image(out)
-    assert restored.axes == "zyx"
+    assert restored.axes == "czyx"
     # the output grid is finer by the model's scale in y and x only
     assert restored.pixel_sizes == pytest.approx({"z": 1.0, "y": 0.1, "x": 0.1})
+    assert "c: restored 0, uncertainty 1" in report.summary()
     meta = group.attrs["tilesr"]
     assert meta["status"] == "complete"
     assert meta["settings"]["seed"] == 4 and meta["settings"]["samples"] == 2
@@ -90,7 +93,8 @@ def test_ngff04_input_dtype_output_and_no_uncertainty(tmp_path, stack, models):
     restore_file(src, out, options, model=models["analytic2"], **QUIET)
     group = zarr.open_group(out, mode="r")
     assert group.metadata.zarr_format == 2
-    assert "uncertainty" not in group  # one sample: no uncertainty unless asked
+    assert open_restored(out).uncertainty is None  # one sample: no uncertainty unless asked
+    assert group["0"].shape == (2, 60, 82)  # the input's axes, no channel added
     image, _ = _engine(stack, models["analytic2"])
     expected = np.clip(np.rint(image), 0, 65535).astype(np.uint16)
     np.testing.assert_array_equal(group["0"][:], expected)
@@ -138,8 +142,7 @@ def test_crash_then_resume_is_bit_identical(tmp_path, tiff, models, monkeypatch)
 
     ref = zarr.open_group(tmp_path / "ref" / "out.zarr", mode="r")
     got = zarr.open_group(out, mode="r")
-    for key in ("0", "uncertainty/0"):
-        np.testing.assert_array_equal(got[key][:], ref[key][:])
+    np.testing.assert_array_equal(got["0"][:], ref["0"][:])
     again = restore_file(tiff, out, options, resume=True, **run)
     assert again.status == "already complete"
     assert again.chunks_written == 0

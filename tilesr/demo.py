@@ -9,7 +9,7 @@ Output folder::
 
     input.ome.zarr         the simulated noisy widefield image (LR)
     ground_truth.ome.zarr  the clean high-resolution structures it was made from
-    restored.ome.zarr      the restoration, with uncertainty/ as a second image
+    restored.ome.zarr      the restoration and its uncertainty (channels 0 and 1)
     figure.png             input | restored | uncertainty | ground truth, with zoomed insets
     metrics.json           bicubic baseline and restoration against the ground truth
 """
@@ -128,13 +128,15 @@ def _simulate(out: Path, size: int, *, scale: int, noise_level: int, seed: int) 
 
 def _evaluate(out: Path, scale: int) -> tuple[dict[str, dict[str, float]], Path]:
     """metrics.json and figure.png from the files the demo wrote."""
-    from tilesr.io import open_image
+    from tilesr.io import open_image, open_restored
 
     def read(name: str) -> NDArray[np.float32]:
         return np.asarray(open_image(out / name).data, dtype=np.float32)
 
     lr_img, gt = read("input.ome.zarr"), read("ground_truth.ome.zarr")
-    restored, std = read("restored.ome.zarr"), read("restored.ome.zarr/uncertainty")
+    parts = open_restored(out / "restored.ome.zarr")
+    restored = np.asarray(parts.image, dtype=np.float32)
+    std = np.asarray(parts.uncertainty, dtype=np.float32)
     metrics = evaluate_demo(lr_img, restored, gt, scale=scale)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     figure = out / "figure.png"

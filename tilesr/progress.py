@@ -3,8 +3,9 @@
 A :class:`Progress` is handed explicitly to the tasks that do the work (the engine's
 block tasks through the plan, the one-shot writer's chunk tasks); a task takes a
 :meth:`Progress.reporter` and calls it with the amount done (a fraction of a tile after
-each network batch, so the bar moves during long blocks). Where the amount goes depends
-on where the task runs:
+each network batch, so the bar moves during long blocks). The bar counts whole units
+(network evaluations for the engine). Where the amount goes depends on where the task
+runs:
 
 * in this process (the threaded or synchronous scheduler): straight to the bar that
   :meth:`Progress.shown` opened;
@@ -18,6 +19,7 @@ schedulers; ``distributed.progress`` needs futures and counts tasks, not tiles).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -26,6 +28,10 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 _FLUSH_SECONDS = 0.5
+#: without a terminal, a progress line every this many percent of the total...
+LINE_PERCENT = 5
+#: ...or every this many seconds, whichever comes first
+LINE_SECONDS = 30.0
 
 
 class Reporter(Protocol):
@@ -42,7 +48,13 @@ class Progress:
     Parameters
     ----------
     unit, desc
-        The bar's unit and label (``tile``/``restoring`` for the engine).
+        What the bar counts (singular, e.g. ``network evaluation``) and its label.
+
+    Tasks report amounts (the engine: tiles, in fractions after each network batch);
+    the bar counts whole units, ``scale`` units per reported amount (the engine's bar
+    counts network evaluations: samples x steps per tile), so it never shows a fraction.
+    On a terminal it is a tqdm bar with an ETA; elsewhere (a batch job's log file) a
+    plain line every 5 % or 30 s.
     """
 
     def __init__(self, *, unit: str = "tile", desc: str = "restoring") -> None:
@@ -50,6 +62,7 @@ class Progress:
         self.topic = f"tilesr-progress-{uuid.uuid4().hex}"
         self._bar: Any = None
         self._lock = threading.Lock()
+        self._scale, self._reported = 1.0, 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         # a task on a cluster worker reports by event; the bar stays in this process
@@ -57,17 +70,23 @@ class Progress:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _bar=None, _lock=threading.Lock())
+        self._scale, self._reported = 1.0, 0.0
 
     @property
-    def done(self) -> float:
-        """The amount the open bar shows (0 when none is open)."""
-        return float(self._bar.n) if self._bar is not None else 0.0
+    def done(self) -> int:
+        """The whole units the open bar shows (0 when none is open)."""
+        return int(self._bar.n) if self._bar is not None else 0
 
     def update(self, amount: float) -> None:
         """Add ``amount`` to the bar shown in this process (e.g. work found already done)."""
         with self._lock:
-            if self._bar is not None:
-                self._bar.update(amount)
+            if self._bar is None:
+                return
+            self._reported += amount
+            # reports add up to whole units but for float rounding: count the nearest
+            units = min(round(self._reported * self._scale), int(self._bar.total))
+            if units > self._bar.n:
+                self._bar.update(units - self._bar.n)
 
     def reporter(self) -> Reporter:
         """A reporter for one task: direct in this process, throttled events on a worker."""
@@ -75,25 +94,89 @@ class Progress:
         return _EventReporter(worker, self.topic) if worker is not None else _LocalReporter(self)
 
     @contextmanager
-    def shown(self, total: float) -> Iterator[Progress]:
-        """Show a tqdm bar over ``total`` while the block is open."""
-        from tqdm.auto import tqdm
-
+    def shown(self, total: float, *, scale: float = 1.0) -> Iterator[Progress]:
+        """Show a bar over ``total`` reported amounts (``total * scale`` units) in the block."""
         client = _current_client()
-        with tqdm(total=total, unit=self.unit, desc=self.desc, dynamic_ncols=True) as bar:
+        units = round(total * scale)
+        with _open_bar(units, self.unit, self.desc) as bar:
             if client is not None:
 
                 def handler(event: Any) -> None:
                     self.update(float(event[1].get("amount", 0.0)))
 
                 client.subscribe_topic(self.topic, handler)
-            self._bar = bar
+            self._bar, self._scale, self._reported = bar, scale, 0.0
             try:
                 yield self
             finally:
                 self._bar = None
                 if client is not None:
                     client.unsubscribe_topic(self.topic)
+
+
+def _open_bar(total: int, unit: str, desc: str) -> Any:
+    """A tqdm bar on a terminal, plain lines on anything else."""
+    if _is_terminal(sys.stderr):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit=f" {unit}s", desc=desc, dynamic_ncols=True, file=sys.stderr)
+    return LineBar(total, unit=unit, desc=desc)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+class LineBar:
+    """Progress as plain lines (for logs): every :data:`LINE_PERCENT` of the total or
+    :data:`LINE_SECONDS`, whichever comes first, and once at the end."""
+
+    def __init__(self, total: int, *, unit: str, desc: str) -> None:
+        self.total, self.n = max(0, int(total)), 0
+        self.unit, self.desc = unit, desc
+        self._start = self._last_time = time.monotonic()
+        self._last_step = 0
+
+    def __enter__(self) -> LineBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.total and self.n >= self.total and self._last_step < self._step(self.total):
+            self._print()
+
+    def update(self, amount: int) -> None:
+        self.n += int(amount)
+        now = time.monotonic()
+        step = self._step(self.n)
+        if step > self._last_step or now - self._last_time >= LINE_SECONDS:
+            self._last_step, self._last_time = step, now
+            self._print()
+
+    def _step(self, n: int) -> int:
+        return (100 * n) // (LINE_PERCENT * self.total) if self.total else 0
+
+    def _print(self) -> None:
+        elapsed = time.monotonic() - self._start
+        percent = 100 * self.n / self.total if self.total else 100.0
+        line = f"{self.desc} {percent:3.0f}% ({self.n}/{self.total} {self.unit}s), "
+        if self.n >= self.total:
+            line += f"done in {_clock(elapsed)}"
+        elif self.n:
+            left = elapsed * (self.total - self.n) / self.n
+            line += f"{_clock(elapsed)} elapsed, about {_clock(left)} left"
+        else:
+            line += f"{_clock(elapsed)} elapsed"
+        print(line, file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss`` or ``m:ss``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class _LocalReporter:

@@ -44,15 +44,18 @@ class RestoreReport:
     input_path, output_path
         The files read and written.
     input_shape, output_shape
-        Shapes of the input level and of the restored image.
+        Shapes of the input level and of the output (with an uncertainty, its c axis
+        holds the restoration's channels, then the uncertainty's).
     axes
-        Axes of both.
+        Axes of the output (the input's, in NGFF order, and c with an uncertainty).
     chunks_total, chunks_written, chunks_skipped
         Output blocks in all, computed by this run, and finished by an earlier one.
     seconds
         Wall time of the call.
     status
         ``"written"``, ``"resumed"`` or ``"already complete"`` (resume of a finished output).
+    parts
+        With an uncertainty, how the c axis divides (e.g. ``c: restored 0, uncertainty 1``).
     """
 
     input_path: str
@@ -65,6 +68,7 @@ class RestoreReport:
     chunks_skipped: int
     seconds: float
     status: str
+    parts: str = ""
 
     def summary(self) -> str:
         """One line for the command line."""
@@ -73,7 +77,7 @@ class RestoreReport:
             return f"{self.output_path} is already complete ({self.axes} {shape}); nothing to do"
         skipped = f", {self.chunks_skipped} already done" if self.chunks_skipped else ""
         return (
-            f"restored {self.input_path} -> {self.output_path} ({self.axes} {shape}, "
+            f"restored {self.input_path} -> {self.output_path} ({self.axes} {shape}{self.parts}, "
             f"{self.chunks_written} block(s) written{skipped}) in {self.seconds:.1f} s"
         )
 
@@ -121,49 +125,112 @@ def restore_file(
     Raises
     ------
     TilesrError
-        For unreadable input, bad options, a refused output path or a settings mismatch.
+        For unreadable input, bad options, a refused output path, a settings mismatch,
+        or an output another live run is writing (:mod:`tilesr.io.claim`).
     """
     from tilesr.engine.model import open_model
     from tilesr.engine.plan import make_plan
     from tilesr.io import open_image
-    from tilesr.io.restored import OutputState, finished_report, output_state
+    from tilesr.io.claim import claimed
     from tilesr.progress import Progress
 
     start = time.perf_counter()
     options = options or RestoreOptions()
-    src, out = Path(input_path), Path(output_path)
+    # absolute once, before any graph is built: tasks open files by path on workers whose
+    # working directory is not this process's (another machine, or a job's own folder)
+    src, out = Path(input_path).absolute(), Path(output_path).absolute()
     _check_paths(src, out)
     model_ref = _model_or_bundled(model)
     image = open_image(src, axes=options.axes, level=options.level)
     opened = open_model(model_ref, options, scheduler=scheduler)
-    bar = Progress() if progress else None
+    bar = Progress(unit="network evaluation") if progress else None
     shape = tuple(int(n) for n in image.data.shape)
     plan = make_plan(replace(options, axes=image.axes), opened, shape, progress=bar)
-    fingerprint = _fingerprint(plan, opened, image)
-    # decided once, before any pass over the input: a finished output costs nothing more
-    state = output_state(out, fingerprint, overwrite=overwrite, resume=resume)
-    if state is OutputState.COMPLETE:
-        return _report(src, image.axes, shape, finished_report(out), start, complete=True)
-    written = _restore_and_write(src, out, image, opened, plan, state, fingerprint, scheduler)
-    return _report(src, image.axes, shape, written, start)
+    job = _Job(src, image, opened, plan, _fingerprint(plan, opened, image), scheduler)
+    # one writer per output: a second run refuses here, naming the first
+    with claimed(out):
+        try:
+            written, complete = _write_output(job, out, overwrite=overwrite, resume=resume)
+        except KeyboardInterrupt:
+            # an interrupt that came once the output was finished (while the cluster's
+            # connection closed, say) changes nothing: report the finished output
+            written, complete = _finished_or_raise(job, out), False
+    return _report(input_path, output_path, shape, written, start, complete=complete)
 
 
-def _restore_and_write(
-    src: Path,
-    out: Path,
-    image: InputImage,
-    model: EngineModel,
-    plan: RestorePlan,
-    state: OutputState,
-    fingerprint: dict[str, Any],
-    scheduler: str | None,
-) -> WriteReport:
+@dataclass(frozen=True)
+class _Job:
+    """One restoration, planned: what :func:`_restore_and_write` runs."""
+
+    src: Path
+    image: InputImage
+    model: EngineModel
+    plan: RestorePlan
+    fingerprint: dict[str, Any]
+    scheduler: str | None
+
+
+def _write_output(
+    job: _Job, out: Path, *, overwrite: bool, resume: bool
+) -> tuple[WriteReport, bool]:
+    """Decide what writing ``out`` means, then do it; the report and whether it was done.
+
+    Decided once, before any pass over the input: a finished output costs nothing more.
+    A TIFF output is restored into its working store, then exported (:mod:`tilesr.io.ome_tiff`).
+    """
+    from tilesr.io import ome_tiff
+    from tilesr.io.ome_writer import remove_store
+    from tilesr.io.restored import OutputState, finished_report, output_state
+
+    if not ome_tiff.is_tiff_output(out):
+        state = output_state(out, job.fingerprint, overwrite=overwrite, resume=resume)
+        if state is OutputState.COMPLETE:
+            return finished_report(out), True
+        return _restore_and_write(job, out, state), False
+    decision = ome_tiff.tiff_output_state(out, job.fingerprint, overwrite=overwrite, resume=resume)
+    store = ome_tiff.working_store(out)
+    if decision.finished:
+        if store.exists():  # left by a run stopped between its rename and this clean-up
+            remove_store(store)
+        return ome_tiff.finished_tiff_report(out), True
+    if decision.state is OutputState.COMPLETE:  # restored; the export was interrupted
+        written = finished_report(store)
+    else:
+        written = _restore_and_write(job, store, decision.state)
+    levels = ome_tiff.export_ome_tiff(store, out)
+    remove_store(store)
+    return replace(written, path=str(out), levels=levels), False
+
+
+def _finished_or_raise(job: _Job, out: Path) -> WriteReport:
+    """After an interrupt: the report of ``out`` if it is finished with this run's settings
+    (the engine is deterministic: then it holds this run's bytes), else the interrupt."""
+    import sys
+
+    from tilesr.io import ome_tiff
+    from tilesr.io.restored import OutputState, finished_report, output_state
+
+    interrupt = sys.exc_info()[1]
+    try:
+        if ome_tiff.is_tiff_output(out):
+            if ome_tiff.tiff_output_state(out, job.fingerprint, resume=True).finished:
+                return ome_tiff.finished_tiff_report(out)
+        elif output_state(out, job.fingerprint, resume=True) is OutputState.COMPLETE:
+            return finished_report(out)
+    except TilesrError:
+        pass  # not there, or not this run's: not finished
+    assert interrupt is not None  # called in an except block
+    raise interrupt
+
+
+def _restore_and_write(job: _Job, out: Path, state: OutputState) -> WriteReport:
     """The passes over the input, then every block computed once and written."""
     from tilesr.engine.restore import restore_planned
     from tilesr.engine.scheduling import scheduler_context
     from tilesr.io.restored import write_restored
 
-    with scheduler_context(scheduler):
+    src, image, model, plan = job.src, job.image, job.model, job.plan
+    with scheduler_context(job.scheduler):
         data = _handle_non_finite(image.data, plan.options.nan_policy, source=str(src))
         result = restore_planned(data, model, plan)
         intensity = [result.intensity_range.low, result.intensity_range.high]
@@ -177,17 +244,35 @@ def _restore_and_write(
             pixel_sizes={
                 a: (s / plan.scale if a in "yx" else s) for a, s in image.pixel_sizes.items()
             },
+            translation=output_translation(image, plan.scale),
+            intensity=(result.intensity_range.low, result.intensity_range.high),
             units=image.units,
             dtype=image.data.dtype if plan.options.dtype == "input" else "float32",
             zarr_format=plan.options.zarr_format,
             # what only the pixels tell, checked before a resumed output is continued
-            fingerprint={**fingerprint, "intensity_range": intensity},
+            fingerprint={**job.fingerprint, "intensity_range": intensity},
             provenance=_provenance(src, image, model, result),
         )
         if plan.progress is None:
             return write()
-        with plan.progress.shown(result.tiles):
+        with plan.progress.shown(result.tiles, scale=plan.evaluations_per_tile):
             return write(on_skip=partial(_advance, plan.progress, result.block_tiles))
+
+
+def output_translation(image: InputImage, scale: int) -> dict[str, float]:
+    """Where the centre of the output's first pixel lies, in the input's physical space.
+
+    The bicubic upsampling is ``align_corners=False`` (as in training): output pixel
+    ``j`` is centred at input pixel coordinate ``(j + 0.5) / scale - 0.5``, so the first
+    one sits ``0.5 / scale - 0.5`` input pixels from the input's first pixel centre (a
+    quarter pixel up and left at 2x). The input's own translation (its stage position)
+    comes first.
+    """
+    origin = {a: float(image.translation.get(a, 0.0)) for a in image.axes if a != "c"}
+    for axis in "yx":
+        size = float(image.pixel_sizes.get(axis, 1.0))
+        origin[axis] += (0.5 / scale - 0.5) * size
+    return {a: t for a, t in origin.items() if t}
 
 
 def _fingerprint(plan: RestorePlan, model: EngineModel, image: InputImage) -> dict[str, Any]:
@@ -251,7 +336,7 @@ def _model_or_bundled(model: str | os.PathLike[str] | Denoiser | EngineModel | N
     if isinstance(model, str | os.PathLike):
         if not Path(model).is_file():
             raise TilesrError(f"model {str(model)!r} does not exist")
-        return str(model)
+        return str(Path(model).absolute())
     return model
 
 
@@ -280,27 +365,40 @@ def _handle_non_finite(data: da.Array, policy: str, *, source: str) -> da.Array:
 
 
 def _report(
-    src: Path,
-    axes: str,
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     input_shape: tuple[int, ...],
     written: WriteReport,
     start: float,
     *,
     complete: bool = False,
 ) -> RestoreReport:
-    """The report of a run from what the writer did (or found already done)."""
+    """The report of a run from what the writer did (or found already done), with the
+    paths as the caller named them."""
+    from tilesr.io.layout import RESTORED, UNCERTAINTY
+
     status = "resumed" if written.chunks_skipped else "written"
+    layout = written.layout
+    parts = ""
+    if layout.uncertainty:
+        restored, unc = (layout.part_channels(p) for p in (RESTORED, UNCERTAINTY))
+        parts = f"; c: restored {_span(restored)}, uncertainty {_span(unc)}"
     if complete:
         status = "already complete"
     return RestoreReport(
-        input_path=str(src),
-        output_path=written.path,
+        input_path=os.fspath(src),
+        output_path=os.fspath(out),
         input_shape=tuple(int(n) for n in input_shape),
         output_shape=written.shape,
-        axes=axes,
+        axes=written.layout.axes,
         chunks_total=written.chunks_total,
         chunks_written=written.chunks_written,
         chunks_skipped=written.chunks_skipped,
         seconds=time.perf_counter() - start,
         status=status,
+        parts=parts,
     )
+
+
+def _span(indices: list[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"

@@ -262,7 +262,7 @@ def task_monai(args: dict[str, Any]) -> dict[str, Any]:
     from tilesr.diffusion import build_schedule, make_sampler
     from tilesr.diffusion.sampling import sample
     from tilesr.engine.restore import global_intensity_range
-    from tilesr.io import open_image
+    from tilesr.io import open_image, open_restored
 
     threads, n = int(args["threads"]), int(args["samples"])
     torch.set_num_threads(threads)
@@ -296,7 +296,8 @@ def task_monai(args: dict[str, Any]) -> dict[str, Any]:
     }
     if args.get("reference"):
         # how far MONAI's tiling and blending move the result from tilesr's, same sampling
-        ref = np.asarray(open_image(args["reference"]).data, dtype=np.float32)
+        # a tilesr output: its restoration channel (not the uncertainty beside it)
+        ref = np.asarray(open_restored(args["reference"]).image, dtype=np.float32)
         out["mean_abs_diff_vs_tilesr"] = float(np.abs(restored - ref).mean() / intensity.span)
     return out
 

@@ -22,8 +22,7 @@ def test_demo_writes_restoration_figure_and_metrics(tmp_path):
     assert result.exit_code == 0, result.output
     assert "demo written to" in result.output
     group = zarr.open_group(out / "restored.ome.zarr", mode="r")
-    assert group["0"].shape == (128, 128)
-    assert group["uncertainty/0"].shape == (128, 128)
+    assert group["0"].shape == (2, 128, 128)  # c: the restoration, then its uncertainty
     assert group.attrs["tilesr"]["status"] == "complete"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"bicubic", "restored"}

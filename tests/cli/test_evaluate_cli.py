@@ -75,3 +75,20 @@ def test_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
     code, out = _run(str(tmp_path / "nope.tif"), str(tmp_path / "gt.tif"))
     assert code == 1
     assert "nope.tif" in out
+
+
+def test_a_restored_output_is_compared_by_its_restoration(tmp_path: Path) -> None:
+    import dask.array as da
+
+    from tilesr.io import write_restored
+    from tilesr.io.restored import OutputState
+
+    gt = _image()
+    image = da.from_array(gt + 1.0, chunks=24)
+    out = tmp_path / "restored.ome.zarr"
+    state = OutputState.NEW
+    write_restored(out, image, image * 0.1, axes="yx", fingerprint={}, state=state)
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    code, text = _run(str(out), str(tmp_path / "gt.tif"), "--normalize", "none")
+    assert code == 0, text  # the uncertainty channel is left out: the shapes match
+    assert json.loads(text)["mae"] == pytest.approx(1.0)

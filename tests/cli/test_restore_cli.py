@@ -47,10 +47,11 @@ def test_restores_and_prints_one_line(tmp_path, tiff, model):
     code, output = _run(tiff, out, "--model", model, "--samples", "2", *FAST)
     assert code == 0, output
     assert output.strip().count("\n") == 0
-    assert "2x48x60" in output and "block(s) written" in output
+    assert "czyx 2x2x48x60" in output and "block(s) written" in output
     group = zarr.open_group(out, mode="r")
     assert group.attrs["tilesr"]["status"] == "complete"
-    assert "uncertainty" in group  # on by default with --samples > 1
+    # on by default with --samples > 1: channel 1 of the one image
+    assert group.attrs["tilesr"]["layout"]["uncertainty"] == [1]
 
     code, output = _run(tiff, out, "--model", model, "--samples", "2", "--resume", *FAST)
     assert code == 0 and "already complete" in output
@@ -78,9 +79,44 @@ def test_options_reach_the_output(tmp_path, tiff, model):
     group = zarr.open_group(out, mode="r")
     assert group.metadata.zarr_format == 2
     assert group["0"].dtype == np.uint16
-    assert "uncertainty" not in group
+    assert group["0"].shape == (2, 48, 60)  # the input's c axis only: no uncertainty
+    assert group.attrs["tilesr"]["layout"]["uncertainty"] == []
     assert group.attrs["tilesr"]["settings"]["seed"] == 9
     assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
+
+
+def test_a_guessed_axis_is_one_notice_line_on_stderr(tmp_path, model):
+    data = (np.random.default_rng(3).random((2, 24, 30)) * 500).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "planes.tif", data, photometric="minisblack", metadata=None)
+    result = CliRunner().invoke(
+        main,
+        [
+            "restore",
+            str(tmp_path / "planes.tif"),
+            str(tmp_path / "o.zarr"),
+            "--model",
+            str(model),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (notice,) = result.stderr.splitlines()
+    assert notice.startswith("tilesr: ") and "'zyx'" in notice
+    assert "pixel sizes are unknown" in notice
+    assert "restored" in result.stdout and "zyx 2x48x60" in result.stdout
+
+
+def test_a_singleton_channel_the_user_names_reaches_the_output(tmp_path, model):
+    data = (np.random.default_rng(4).random((1, 2, 24, 30)) * 500).astype(np.uint16)
+    src = tmp_path / "one-channel.ome.tif"
+    tifffile.imwrite(src, data, ome=True, photometric="minisblack", metadata={"axes": "CZYX"})
+    out = tmp_path / "o.zarr"
+    code, output = _run(src, out, "--model", model, "--axes", "czyx", *FAST)
+    assert code == 0, output
+    group = zarr.open_group(out, mode="r")
+    axes = group.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["c", "z", "y", "x"]
+    assert group["0"].shape == (1, 2, 48, 60)
 
 
 def test_existing_output_is_refused_and_kept(tmp_path, tiff, model):
@@ -141,3 +177,11 @@ def test_model_is_required_without_a_bundled_default(tmp_path, tiff, monkeypatch
     code, output = _run(tiff, tmp_path / "o.zarr", *FAST)
     _assert_one_line_error(code, output)
     assert "--model" in output
+
+
+def test_help_has_examples():
+    result = CliRunner().invoke(main, ["restore", "--help"])
+    assert result.exit_code == 0
+    examples = result.output.split("Examples:", 1)[1]
+    assert "--scheduler tcp://" in examples and "--resume" in examples
+    assert "restored.ome.tif" in examples

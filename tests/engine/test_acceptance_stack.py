@@ -16,7 +16,7 @@ import tifffile
 import zarr
 
 from tilesr.engine import restore
-from tilesr.io import open_image, write_ome_zarr
+from tilesr.io import open_image, open_restored, write_ome_zarr
 from tilesr.options import RestoreOptions
 from tilesr.restore_file import restore_file
 from tilesr.simulate import simulate_large
@@ -81,10 +81,12 @@ def test_tiff_and_ome_zarr_files_threaded_and_local_cluster(tmp_path, stack, mod
             progress=False,
         )
         restored = open_image(out)
-        assert restored.axes == "zyx"
+        assert restored.axes == "czyx"  # c: the restoration, then its uncertainty
         assert restored.pixel_sizes == pytest.approx({"z": 0.5, "y": 0.05, "x": 0.05})
         group = zarr.open_group(out, mode="r")
         assert group.attrs["tilesr"]["status"] == "complete"
         assert group.attrs["tilesr"]["settings"]["seed"] == OPTIONS["seed"]
-        assert np.array_equal(group["0"][:], reference[0]), (src.name, scheduler)
-        assert np.array_equal(group["uncertainty/0"][:], reference[1]), (src.name, scheduler)
+        back = open_restored(out)
+        assert back.axes == "zyx"
+        assert np.array_equal(np.asarray(back.image), reference[0]), (src.name, scheduler)
+        assert np.array_equal(np.asarray(back.uncertainty), reference[1]), (src.name, scheduler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cloudpickle
 import dask
@@ -261,6 +262,59 @@ def test_ambiguous_tiff_axes_need_override(tmp_path):
     with pytest.raises(TilesrError, match="--axes"):
         open_image(path)
     assert open_image(path, axes="tzyx").axes == "tzyx"
+
+
+@pytest.mark.parametrize("pages", ["shaped", "plain"])
+def test_a_3d_tiff_without_axis_metadata_is_zyx_with_a_notice(tmp_path, stack, caplog, pages):
+    path = tmp_path / "planes.tif"
+    metadata = {} if pages == "shaped" else None  # plain: pages with no description at all
+    tifffile.imwrite(path, stack, photometric="minisblack", metadata=metadata)
+    with caplog.at_level(logging.WARNING, logger="tilesr"):
+        image = open_image(path)
+    assert image.axes == "zyx"
+    (notice,) = [r.getMessage() for r in caplog.records]
+    assert "no axis metadata" in notice and "'zyx'" in notice
+    assert "pixel sizes are unknown" in notice and "--axes" in notice
+    assert "\n" not in notice
+
+
+def test_tiff_axes_from_metadata_give_no_notice(tmp_path, stack, caplog):
+    path = tmp_path / "zyx.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    with caplog.at_level(logging.WARNING, logger="tilesr"):
+        assert open_image(path).axes == "zyx"
+    assert not caplog.records
+
+
+def test_a_4d_tiff_with_an_unnamed_axis_is_refused_proposing_axes(tmp_path):
+    # T is named, the second axis is not: it might be z, c or anything
+    path = tmp_path / "tq.tif"
+    data = np.zeros((2, 3, 16, 16), np.uint8)
+    tifffile.imwrite(path, data, photometric="minisblack", metadata={"axes": "TQYX"})
+    with pytest.raises(TilesrError, match=r"does not say what its axes are.*--axes.*'czyx'"):
+        open_image(path)
+    assert open_image(path, axes="tzyx").data.shape == data.shape
+
+
+@pytest.mark.parametrize(
+    ("flavour", "shape", "file_axes", "axes"),
+    [
+        ("ome", (1, 3, 20, 24), "CZYX", "czyx"),
+        ("ome", (1, 20, 24), "CYX", "cyx"),
+        ("imagej", (3, 1, 20, 24), "ZCYX", "czyx"),  # ImageJ orders ZC; named where wanted
+    ],
+)
+def test_a_singleton_axis_the_user_names_is_kept(tmp_path, flavour, shape, file_axes, axes):
+    data = np.random.default_rng(0).integers(0, 999, shape, dtype=np.uint16)
+    path = tmp_path / "one-channel.tif"
+    kind = {"ome": True} if flavour == "ome" else {"imagej": True}
+    tifffile.imwrite(path, data, photometric="minisblack", metadata={"axes": file_axes}, **kind)
+    squeezed = data.reshape([n for n in shape if n > 1])
+    assert open_image(path).data.shape == squeezed.shape  # tifffile squeezes it away
+    image = open_image(path, axes=axes)
+    assert image.axes == axes
+    assert image.data.shape == squeezed.reshape([1, *squeezed.shape]).shape
+    np.testing.assert_array_equal(image.data.compute()[0], squeezed)
 
 
 def test_tiff_graph_pickles_and_reads_in_another_process_state(tmp_path, stack):

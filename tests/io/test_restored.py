@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from tilesr.errors import TilesrError
-from tilesr.io import open_image
+from tilesr.io import open_image, open_restored
 from tilesr.io import restored as restored_mod
 from tilesr.io.restored import OutputState, output_state, write_restored
 
@@ -68,18 +68,25 @@ def test_layout_provenance_and_one_task_per_block(tmp_path):
     )
 
     group = zarr.open_group(tmp_path / "out.zarr", mode="r")
-    np.testing.assert_array_equal(group["0"][:], expected_img)
-    np.testing.assert_array_equal(group["uncertainty/0"][:], expected_unc)
+    # one image: the restoration and its uncertainty are channels 0 and 1 of a c axis
+    assert group["0"].shape == (2, *SHAPE)
+    np.testing.assert_array_equal(group["0"][0], expected_img)
+    np.testing.assert_array_equal(group["0"][1], expected_unc)
+    back = open_restored(tmp_path / "out.zarr")
+    assert back.axes == "zyx"
+    np.testing.assert_array_equal(np.asarray(back.image), expected_img)
+    np.testing.assert_array_equal(np.asarray(back.uncertainty), expected_unc)
     meta = group.attrs["tilesr"]
     assert meta["status"] == "complete"
     assert meta["model"] == "m.onnx"
     assert meta["fingerprint"] == {"seed": 0, "model_file_sha256": "abc"}
     assert not (tmp_path / "out.zarr" / ".tilesr").exists()
 
+    assert meta["layout"]["axes"] == "czyx"
+    assert (meta["layout"]["restored"], meta["layout"]["uncertainty"]) == ([0], [1])
     out = open_image(tmp_path / "out.zarr")
+    assert out.axes == "czyx"
     assert out.pixel_sizes == pytest.approx({"z": 1.0, "y": 0.05, "x": 0.05})
-    unc_img = open_image(tmp_path / "out.zarr" / "uncertainty")
-    np.testing.assert_array_equal(unc_img.data.compute(), expected_unc)
 
 
 def test_output_opens_with_ome_zarr_reader(tmp_path):
@@ -88,11 +95,10 @@ def test_output_opens_with_ome_zarr_reader(tmp_path):
 
     image, unc = _restored(_Counter())
     _write(tmp_path / "out.zarr", image, unc)
-    for sub in ("", "/uncertainty"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            nodes = list(Reader(parse_url(str(tmp_path / "out.zarr") + sub))())
-        assert tuple(nodes[0].data[0].shape) == SHAPE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nodes = list(Reader(parse_url(str(tmp_path / "out.zarr")))())
+    assert tuple(nodes[0].data[0].shape) == (2, *SHAPE)
 
 
 def test_input_dtype_is_rounded_and_clipped(tmp_path):
@@ -100,7 +106,7 @@ def test_input_dtype_is_rounded_and_clipped(tmp_path):
     _write(tmp_path / "o.zarr", image, None, axes="yx", dtype=np.uint8)
     stored = zarr.open_group(tmp_path / "o.zarr", mode="r")["0"][:]
     np.testing.assert_array_equal(stored, np.array([[0, 4], [255, 255]], np.uint8))
-    assert "uncertainty" not in zarr.open_group(tmp_path / "o.zarr", mode="r")
+    assert open_restored(tmp_path / "o.zarr").uncertainty is None
 
 
 def test_crash_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
@@ -136,7 +142,7 @@ def test_crash_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     assert counter.calls == total - 5
     ref = zarr.open_group(tmp_path / "ref" / "img.zarr", mode="r")
     out = zarr.open_group(tmp_path / "run" / "img.zarr", mode="r")
-    for key in ("0", "1", "uncertainty/0", "uncertainty/1"):
+    for key in ("0", "1"):
         np.testing.assert_array_equal(out[key][:], ref[key][:])
     assert out.attrs.asdict() == ref.attrs.asdict()
 

@@ -54,10 +54,7 @@ def tree_digest(path: Path) -> dict[str, tuple[int, int, str]]:
 def read_store(path: Path) -> dict[str, np.ndarray]:
     """Every array of a restored output, by its path in the store."""
     group = zarr.open_group(str(path), mode="r")
-    return {name: np.asarray(arr[...]) for name, arr in group.arrays()} | {
-        f"uncertainty/{name}": np.asarray(arr[...])
-        for name, arr in (group["uncertainty"].arrays() if "uncertainty" in group else [])
-    }
+    return {name: np.asarray(arr[...]) for name, arr in group.arrays()}
 
 
 def assert_same_output(got: Path, ref: Path) -> None:

@@ -32,7 +32,7 @@ from tilesr.io.faults import FAULT_PHASES, KILL_AT_ENV
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["--samples", "2", *FAST]  # two samples: an uncertainty image and its pyramid too
+ARGS = ["--samples", "2", *FAST]  # two samples: uncertainty channels too
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ import click
 from tilesr import __version__
 from tilesr.errors import TilesrError
 
+#: exit status after Ctrl-C (128 + SIGINT)
+INTERRUPTED = 130
+
 # command name -> module holding a click command named ``command``
 _COMMANDS = {
     "simulate": "tilesr.cli.simulate",
@@ -46,14 +49,28 @@ class _TilesrGroup(click.Group):
         except TilesrError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted") from None
+            # Ctrl-C: one line and 128 + SIGINT, as shells expect
+            click.echo("Error: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
 
 
 def _print_notices() -> None:
     """Library notices (logger ``tilesr``, warning and up) as one plain line each on stderr."""
     logger = logging.getLogger("tilesr")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("tilesr: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)

@@ -46,7 +46,8 @@ def command(pred: Path, gt: Path, normalize: str, data_range: float | None) -> N
     """Print SSIM, MS-SSIM, PSNR, MAE and NRMSE of PRED against GT as JSON.
 
     PRED and GT are TIFF or OME-Zarr images of equal shape (level 0 is read whole, so
-    keep them small). Leading axes (z, c, t) are planes whose metrics are averaged.
+    keep them small); of a `tilesr restore` output, its restoration is compared (not the
+    uncertainty channels). Leading axes (z, c, t) are planes whose metrics are averaged.
     An infinite PSNR (identical images) is printed as null.
     """
     from tilesr.metrics import image_metrics, normalize_pair
@@ -63,9 +64,12 @@ def command(pred: Path, gt: Path, normalize: str, data_range: float | None) -> N
 
 
 def _read(path: Path) -> NDArray[Any]:
-    """Level 0 of an image, fully in memory."""
+    """Level 0 of an image (of a tilesr output: its restoration), fully in memory."""
     import numpy as np
 
-    from tilesr.io import open_image
+    from tilesr.io import open_image, open_restored
+    from tilesr.io.restored import is_restored_output
 
+    if is_restored_output(path):
+        return np.asarray(open_restored(path).image.compute())
     return np.asarray(open_image(path).data.compute())

@@ -1,4 +1,4 @@
-"""``tilesr restore``: restore an OME-Zarr / TIFF image or stack into an OME-Zarr.
+"""``tilesr restore``: restore an OME-Zarr / TIFF image or stack into an OME-Zarr or OME-TIFF.
 
 Every option named like a field of :class:`~tilesr.options.RestoreOptions` goes into
 that value, which checks it (one-line errors naming the value); choices come from the
@@ -19,7 +19,22 @@ from tilesr.metadata import SAMPLERS
 from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE, RestoreOptions
 
 
-@click.command("restore")
+@click.command(
+    "restore",
+    epilog="""\b
+Examples:
+  # the bundled model, on this machine's cores
+  tilesr restore slide.ome.zarr restored.ome.zarr
+  # a z-stack into an OME-TIFF for Fiji or QuPath; 4 samples give an uncertainty
+  tilesr restore stack.tif restored.ome.tif --axes zyx --samples 4
+  # your own model on a running dask cluster (workers see the same shared paths)
+  tilesr restore big.ome.zarr out.ome.zarr --model my.onnx --scheduler tcp://head:8786
+  # continue a run that was interrupted, or check that it is complete
+  tilesr restore big.ome.zarr out.ome.zarr --model my.onnx --resume
+  # look at it: napari shows the restoration and (hidden) its uncertainty
+  napari out.ome.zarr
+""",
+)
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option(
@@ -117,21 +132,25 @@ from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE,
     metavar="THR",
     help="Skip tiles darker than THR (0 to 1) of the intensity range.",
 )
-@click.option("--axes", default=None, help="Input axes, e.g. zyx (overrides the metadata).")
+@click.option(
+    "--axes",
+    default=None,
+    help="Input axes, e.g. zyx or czyx (overrides the metadata; size-1 axes it names are kept).",
+)
 @click.option("--level", type=int, default=0, show_default=True, help="Pyramid level of the input.")
 @click.option(
     "--dtype",
     type=click.Choice(OUTPUT_DTYPES),
     default="float32",
     show_default=True,
-    help="Output pixel type (input: rounded and clipped).",
+    help="Output pixel type (input: rounded and clipped, the uncertainty too).",
 )
 @click.option(
     "--zarr-format",
     type=click.Choice(ZARR_FORMATS),
     default=3,
     show_default=True,
-    help="3: OME-NGFF 0.5; 2: OME-NGFF 0.4.",
+    help="3: OME-NGFF 0.5; 2: OME-NGFF 0.4 (OME-Zarr outputs).",
 )
 @click.option(
     "--nan-policy",
@@ -148,7 +167,11 @@ from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE,
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into OUTPUT.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Hide the progress (a bar on a terminal, else a line every 5 % or 30 s).",
+)
 def command(
     input_path: Path,
     output_path: Path,
@@ -159,10 +182,14 @@ def command(
     no_progress: bool,
     **options: Any,
 ) -> None:
-    """Restore INPUT (OME-Zarr, zarr or TIFF) into the OME-Zarr OUTPUT.
+    """Restore INPUT (OME-Zarr, zarr or TIFF) into OUTPUT (OME-Zarr, or OME-TIFF if it
+    ends in .tif/.tiff).
 
-    The output holds the restored multiscale image, an ``uncertainty`` image when
-    requested, and the settings used. An interrupted run continues with --resume.
+    The output is one multiscale image registered to the input (pixel sizes and
+    stage position), with the input's axes; with an uncertainty (--samples > 1 or
+    --uncertainty) its channel axis holds the restoration first, then the per-pixel
+    uncertainty. The settings used are recorded in it. An interrupted run continues
+    with --resume; only one run writes an output at a time.
     """
     from tilesr.restore_file import restore_file
 
@@ -184,6 +211,14 @@ def command(
             f"I/O error while restoring into {output_path}: {exc.strerror or exc}{where} "
             "(the input is never written; an interrupted output continues with --resume)"
         ) from None
+    except KeyboardInterrupt:
+        from tilesr.cli import INTERRUPTED
+
+        click.echo(
+            f"Error: interrupted; {output_path} is not finished (continue it with --resume)",
+            err=True,
+        )
+        raise click.exceptions.Exit(INTERRUPTED) from None
     click.echo(report.summary())
 
 

@@ -89,7 +89,8 @@ def open_model(
 
         options = options or RestoreOptions()
         threads = options.threads or worker_threads(scheduler)
-        denoiser = OnnxDenoiser(Path(model), threads=threads, device=options.device)
+        # absolute: the session is reopened by path on workers with another working folder
+        denoiser = OnnxDenoiser(Path(model).absolute(), threads=threads, device=options.device)
         sha = file_sha256(Path(denoiser.path))
         return EngineModel(denoiser, os.fspath(model), denoiser.provider, threads, sha)
     if not isinstance(model, Denoiser):

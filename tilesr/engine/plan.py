@@ -109,6 +109,11 @@ class RestorePlan:
     def timesteps(self) -> list[int]:
         return self.build_sampler().timesteps(self.options.steps, self.start)
 
+    @property
+    def evaluations_per_tile(self) -> int:
+        """Network evaluations a tile costs: one per sample and step (what the bar counts)."""
+        return self.samples * len(self.timesteps)
+
     def build_sampler(self) -> Sampler:
         sampler = _filled(self.options.sampler)
         return _sampler(self.metadata.schedule, sampler, self.metadata.prediction)

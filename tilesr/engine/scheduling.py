@@ -147,6 +147,7 @@ def _local_cluster(stack: ExitStack, address: str) -> SchedulerInfo:
         )
     )
     client = stack.enter_context(Client(cluster, set_as_default=True))
+    _quiet_cancelled_gathers(client)
     threads = worker_threads(address)
     return SchedulerInfo("local-cluster", n, threads, cluster.scheduler_address, client)
 
@@ -161,5 +162,30 @@ def _remote(stack: ExitStack, address: str, connect_timeout: float) -> Scheduler
             f"cannot reach the dask scheduler at {address!r} ({type(exc).__name__})"
         ) from None
     stack.enter_context(client)
+    _quiet_cancelled_gathers(client)
     n = max(1, len(client.scheduler_info().get("workers", {})))
     return SchedulerInfo("distributed", n, worker_threads(address), address, client)
+
+
+def _quiet_cancelled_gathers(client: Any) -> None:
+    """Keep an interrupt (Ctrl-C) on a cluster from printing an asyncio traceback.
+
+    An interrupt cancels the run's futures; distributed's gather leaves behind tasks that
+    end in its internal ``AllExit``, which nobody retrieves, and asyncio would print each
+    as "Task exception was never retrieved". Anything else still reaches the handler the
+    client's event loop had.
+    """
+    from distributed.client import AllExit
+
+    loop = client.loop.asyncio_loop
+    previous = loop.get_exception_handler()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), AllExit):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

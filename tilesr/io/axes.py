@@ -57,6 +57,25 @@ _UNIT_ALIASES = {
 }
 
 
+#: metres per NGFF length unit (to carry a stage position into the pixel sizes' unit)
+LENGTH_METRES = {
+    "angstrom": 1e-10,
+    "picometer": 1e-12,
+    "nanometer": 1e-9,
+    "micrometer": 1e-6,
+    "millimeter": 1e-3,
+    "centimeter": 1e-2,
+    "meter": 1.0,
+}
+
+
+def convert_length(value: float, unit: str, to: str) -> float | None:
+    """``value`` in ``unit`` expressed in ``to`` (NGFF names), None unless both are lengths."""
+    if unit not in LENGTH_METRES or to not in LENGTH_METRES:
+        return None
+    return value * LENGTH_METRES[unit] / LENGTH_METRES[to]
+
+
 def check_axes(axes: str, shape: tuple[int, ...], *, source: str = "image") -> str:
     """Validate an axes string against an array shape and return it.
 
@@ -149,9 +168,11 @@ def multiscales_attrs(
     *,
     pixel_sizes: Mapping[str, float] | None = None,
     units: Mapping[str, str] | None = None,
+    translation: Mapping[str, float] | None = None,
     factor: int = 2,
     zarr_format: int = 3,
     name: str = "image",
+    omero: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Group attributes declaring ``paths`` as a pyramid downsampled ``factor``x per level in y/x.
@@ -164,12 +185,16 @@ def multiscales_attrs(
         Array paths of the levels, finest first.
     pixel_sizes, units
         Physical pixel size and unit per axis of level 0; missing axes get 1.0 and no unit.
+    translation
+        Physical position of the centre of level 0's first pixel per axis (default 0).
     factor
         Downsampling factor between consecutive levels along y and x.
     zarr_format
         3 writes NGFF 0.5 (attributes under ``ome``), 2 writes NGFF 0.4.
     name
         Name of the multiscale image.
+    omero
+        NGFF ``omero`` display metadata (channel labels, colours, windows), or None.
     extra
         Further attributes merged into the result (e.g. provenance).
 
@@ -178,7 +203,7 @@ def multiscales_attrs(
     dict
         Attributes for the group holding the levels.
     """
-    sizes = dict(pixel_sizes or {})
+    sizes, origin = dict(pixel_sizes or {}), dict(translation or {})
     datasets = []
     for level, path in enumerate(paths):
         scale, shift = [], []
@@ -187,7 +212,8 @@ def multiscales_attrs(
             f = factor**level if ax in "yx" else 1
             scale.append(base * f)
             # a 2x mean puts the coarse pixel centre half a fine pixel further in
-            shift.append(base * (f - 1) / 2.0)
+            start = 0.0 if ax == "c" else float(origin.get(ax, 0.0))
+            shift.append(start + base * (f - 1) / 2.0)
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
         if any(shift):
             transforms.append({"type": "translation", "translation": shift})
@@ -200,10 +226,11 @@ def multiscales_attrs(
     multiscale["type"] = "mean"
     attrs: dict[str, Any]
     version = NGFF_VERSIONS[check_format(zarr_format)]
+    display = {"omero": dict(omero)} if omero else {}
     if zarr_format == 3:
-        attrs = {"ome": {"version": version, "multiscales": [multiscale]}}
+        attrs = {"ome": {"version": version, "multiscales": [multiscale], **display}}
     else:
-        attrs = {"multiscales": [{"version": version, **multiscale}]}
+        attrs = {"multiscales": [{"version": version, **multiscale}], **display}
     if extra:
         attrs.update(extra)
     return attrs
@@ -242,12 +269,16 @@ def multiscale_axes(
     return names, units
 
 
-def dataset_scale(
+def dataset_transform(
     multiscale: Mapping[str, Any], level: int, names: list[str], *, source: str
-) -> list[float]:
-    """Physical pixel size per axis of dataset ``level`` (dataset scale times global scale)."""
+) -> tuple[list[float], list[float]]:
+    """Physical pixel size and translation per axis of dataset ``level``.
+
+    The dataset's transformations apply first, then the multiscale's own, each list in
+    its order: a pixel index ``i`` lies at ``i * scale + translation``.
+    """
     ndim = len(names)
-    scale = [1.0] * ndim
+    scale, shift = [1.0] * ndim, [0.0] * ndim
     per_level = multiscale["datasets"][level].get("coordinateTransformations")
     for transforms in (per_level, multiscale.get("coordinateTransformations")):
         if transforms is None:
@@ -257,16 +288,49 @@ def dataset_scale(
                 f"{source}: coordinateTransformations must be a list, got {transforms!r}"
             )
         for tr in transforms:
-            if not isinstance(tr, Mapping) or tr.get("type") != "scale":
+            kind = tr.get("type") if isinstance(tr, Mapping) else None
+            if kind not in ("scale", "translation"):
                 continue
-            values = tr.get("scale")
+            values = tr.get(kind)
             if not isinstance(values, list) or len(values) != ndim:
                 raise TilesrError(
-                    f"{source}: scale {values!r} of level {level} does not have one entry "
+                    f"{source}: {kind} {values!r} of level {level} does not have one entry "
                     f"per axis {names}"
                 )
-            scale = [
-                s * check_pixel_size(v, name, source=source)
-                for s, v, name in zip(scale, values, names, strict=True)
-            ]
-    return scale
+            scale, shift = _compose(kind, values, names, scale, shift, source=source)
+    return scale, shift
+
+
+def _compose(
+    kind: str,
+    values: list[Any],
+    names: list[str],
+    scale: list[float],
+    shift: list[float],
+    *,
+    source: str,
+) -> tuple[list[float], list[float]]:
+    """``(scale, shift)`` followed by one NGFF scale or translation."""
+    if kind == "scale":
+        factors = [
+            check_pixel_size(v, n, source=source) for v, n in zip(values, names, strict=True)
+        ]
+        return (
+            [s * f for s, f in zip(scale, factors, strict=True)],
+            [t * f for t, f in zip(shift, factors, strict=True)],
+        )
+    offsets = [_check_offset(v, n, source=source) for v, n in zip(values, names, strict=True)]
+    return scale, [t + o for t, o in zip(shift, offsets, strict=True)]
+
+
+def _check_offset(value: object, axis: str, *, source: str) -> float:
+    """A translation as a finite float, or TilesrError naming it."""
+    try:
+        offset = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        offset = math.nan
+    if not math.isfinite(offset) or isinstance(value, bool):
+        raise TilesrError(
+            f"{source}: translation of axis {axis!r} must be a finite number, got {value!r}"
+        )
+    return offset

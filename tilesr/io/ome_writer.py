@@ -199,10 +199,13 @@ def create_level(
     axes: str,
     overwrite: bool = False,
 ) -> Any:
-    """Create one pyramid level array; zarr v3 arrays name their dimensions (NGFF 0.5 rule)."""
+    """Create one pyramid level array as NGFF wants it: zarr v3 arrays name their dimensions
+    (0.5), zarr v2 chunk keys are nested with "/" (0.4's ``dimension_separator``)."""
     extra: dict[str, Any] = {}
     if group.metadata.zarr_format == 3:
         extra["dimension_names"] = list(axes)
+    else:
+        extra["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     return group.create_array(
         path, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=overwrite, **extra
     )

@@ -7,6 +7,7 @@ worker, so graphs pickle for distributed runs and nothing is read until computed
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import threading
@@ -20,9 +21,11 @@ import numpy as np
 
 from tilesr.errors import TilesrError
 from tilesr.io.axes import (
+    AXIS_LETTERS,
     check_axes,
     check_pixel_size,
-    dataset_scale,
+    convert_length,
+    dataset_transform,
     multiscale_axes,
     normalize_unit,
     parse_multiscales,
@@ -37,6 +40,7 @@ TARGET_CHUNK = 1024
 MAX_CHUNKS = 2**20
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_log = logging.getLogger("tilesr")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class InputImage:
         Physical pixel size of every non-channel axis (1.0 where the file says nothing).
     units
         NGFF unit name per axis where the file declares one.
+    translation
+        Physical position of the centre of the first pixel along each non-channel axis
+        where the file gives one (NGFF ``translation``, OME-TIFF ``PositionX/Y/Z``), in
+        the units of the pixel sizes.
     path
         The path the image was opened from.
     kind
@@ -65,6 +73,7 @@ class InputImage:
     units: dict[str, str] = field(default_factory=dict)
     path: str = ""
     kind: str = ""
+    translation: dict[str, float] = field(default_factory=dict)
 
 
 def open_image(
@@ -183,7 +192,7 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
             f"{source}: metadata declares {len(names)} axes {names} but dataset {ds_path!r} "
             f"has shape {shape}"
         )
-    scale = dataset_scale(multiscale, level, names, source=source)
+    scale, shift = dataset_transform(multiscale, level, names, source=source)
     if axes is None:
         axes = "".join(names)
         if not all(len(n) == 1 for n in names):
@@ -193,12 +202,12 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
         units = {axes[names.index(k)]: v for k, v in units.items()}
     check_axes(axes, shape, source=source)
     sizes = {a: s for a, s in zip(axes, scale, strict=True) if a != "c"}
+    origin = {a: t for a, t in zip(axes, shift, strict=True) if a != "c" and t}
     chunks = read_chunks(shape, tuple(array.chunks))
     check_chunk_count(shape, chunks, source=source)
     data = _zarr_dask(array, chunks, source=f"{source}/{ds_path}")
-    return InputImage(
-        data, axes, sizes, {a: u for a, u in units.items() if a in sizes}, source, "ome-zarr"
-    )
+    kept_units = {a: u for a, u in units.items() if a in sizes}
+    return InputImage(data, axes, sizes, kept_units, source, "ome-zarr", origin)
 
 
 def _plain_zarr(node: Any, source: str, *, axes: str | None, level: int) -> InputImage:
@@ -370,6 +379,8 @@ class _TiffHeader:
     units: dict[str, str]
     kind: str
     chunks: tuple[int, ...]  # native tiles, strips or pages
+    singletons: str = ""  # tifffile letters of the size-1 axes its squeezed shape leaves out
+    origin: dict[str, float] = field(default_factory=dict)  # stage position by tifffile letter
 
 
 def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
@@ -381,19 +392,7 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
         )
     if any(s == 0 for s in head.shape):
         raise TilesrError(f"{source}: image has an empty axis (shape {head.shape})")
-    region = _TiffRegion(source, level, head.shape, head.dtype)
-    chunks = read_chunks(head.shape, head.chunks)
-    check_chunk_count(head.shape, chunks, source=source)
-    data = da.from_array(
-        region,
-        chunks=chunks,
-        meta=np.empty((0,) * len(head.shape), dtype=head.dtype),
-        asarray=False,
-        fancy=False,
-        lock=False,
-        inline_array=True,
-        name=f"tiff-{da.core.tokenize(source, level, os.stat(source).st_mtime_ns)}",
-    )
+    data = _tiff_dask(head, source, level)
     tif_axes = head.axes
     if "S" in tif_axes:
         # RGB samples: put them in front of yx so that a channel axis can name them
@@ -406,11 +405,52 @@ def _open_tiff(path: Path, *, axes: str | None, level: int) -> InputImage:
             raise TilesrError(
                 f"{source}: TIFF stores RGB samples (tifffile axes {head.axes!r}, shape "
                 f"{head.shape}); tilesr restores single-channel planes: pass --axes naming the "
-                f"samples 'c', e.g. --axes {_guess_axes(tif_axes).replace('?', 'c')!r}"
+                f"samples 'c', e.g. --axes {_rgb_example(tif_axes)!r}"
             )
+    data, tif_axes = _named_singletons(data, tif_axes, axes, head.singletons)
     axes, sizes, units = _tiff_axes(axes, tif_axes, head, source=source)
     check_axes(axes, tuple(data.shape), source=source)
-    return InputImage(data, axes, sizes, units, source, head.kind)
+    # the stage position follows the axes as the physical sizes do (by position)
+    letters = dict(zip(tif_axes, axes, strict=True))
+    origin = {letters[k]: v for k, v in head.origin.items() if letters.get(k, "c") != "c"}
+    return InputImage(data, axes, sizes, units, source, head.kind, origin)
+
+
+def _tiff_dask(head: _TiffHeader, source: str, level: int) -> da.Array:
+    """The lazy pixels of one TIFF level, read by path inside the tasks."""
+    region = _TiffRegion(source, level, head.shape, head.dtype)
+    chunks = read_chunks(head.shape, head.chunks)
+    check_chunk_count(head.shape, chunks, source=source)
+    return da.from_array(
+        region,
+        chunks=chunks,
+        meta=np.empty((0,) * len(head.shape), dtype=head.dtype),
+        asarray=False,
+        fancy=False,
+        lock=False,
+        inline_array=True,
+        name=f"tiff-{da.core.tokenize(source, level, os.stat(source).st_mtime_ns)}",
+    )
+
+
+def _named_singletons(
+    data: da.Array, tif_axes: str, axes: str | None, singletons: str
+) -> tuple[da.Array, str]:
+    """Size-1 axes of the file that tifffile squeezes away come back where ``axes`` names them.
+
+    An OME or ImageJ TIFF declares all its axes, but tifffile drops those of size 1 (a
+    single channel, a single time point); a user who names one (``--axes czyx``) gets it
+    in the output, as the input had it.
+    """
+    if axes is None or len(axes) <= data.ndim:
+        return data, tif_axes
+    added = [i for i, a in enumerate(axes) if a.upper() in singletons and a.upper() not in tif_axes]
+    if len(axes) - len(added) != data.ndim:
+        return data, tif_axes  # not (only) singletons: check_axes refuses, naming the shape
+    kept = iter(tif_axes)
+    letters = "".join(axes[i].upper() if i in added else next(kept) for i in range(len(axes)))
+    index = tuple(None if i in added else slice(None) for i in range(len(axes)))
+    return data[index], letters
 
 
 def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
@@ -431,6 +471,7 @@ def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
             shape, tif_axes = tuple(chosen.shape), series.axes
             _check_not_truncated(chosen, path)
             sizes, units, kind = _tiff_physical(tif, tif_axes, source=source)
+            origin = _ome_origin(tif, units, source=source)
             for letter in "YX":
                 # the metadata describe level 0; coarser levels have proportionally larger pixels
                 if letter in sizes and letter in tif_axes:
@@ -438,11 +479,13 @@ def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
                     sizes[letter] *= levels[0].shape[i] / shape[i]
             native = _tiff_native_chunks(series, level)
             dtype = np.dtype(chosen.dtype)
+            full = zip(series.get_axes(False), series.get_shape(False), strict=True)
+            singletons = "".join(a for a, n in full if n == 1 and a not in tif_axes + "S")
     except TilesrError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise TilesrError(f"{source} is not a readable TIFF: {_first_line(exc)}") from None
-    return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native)
+    return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native, singletons, origin)
 
 
 def _tiff_axes(
@@ -453,12 +496,15 @@ def _tiff_axes(
     if axes is None:
         axes = _guess_axes(tif_axes)
         if "?" in axes:
+            example = AXIS_LETTERS[-len(tif_axes) :]
             raise TilesrError(
-                f"{source}: cannot tell what the TIFF axes {head.axes!r} (shape {head.shape}) "
-                "are; pass --axes, e.g. 'tzyx'"
+                f"{source}: the TIFF does not say what its axes are (shape {head.shape}, "
+                f"tifffile axes {head.axes!r}); pass --axes naming each one, e.g. {example!r}"
             )
         kept_sizes = {a: sizes.get(a.upper(), 1.0) for a in axes if a != "c"}
         kept_units = {a: units[a.upper()] for a in axes if a.upper() in units and a != "c"}
+        if axes != _guess_axes(tif_axes, guess=False):
+            _log.warning(_guess_notice(source, head, axes, kept_units))
         return axes, kept_sizes, kept_units
     # the override renames axes; physical sizes follow the names tifffile gave
     kept_sizes, kept_units = {}, {}
@@ -482,17 +528,36 @@ def _tiff_native_chunks(series: Any, level: int) -> tuple[int, ...]:
         store.close()
 
 
-def _guess_axes(tif_axes: str) -> str:
-    """tifffile axis letters to tilesr's; unknown sequence axes become z, then t; '?' if unsure."""
-    out = []
-    for letter in tif_axes:
-        mapped = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x"}.get(letter)
-        out.append(mapped or "?")
-    # a single unnamed leading axis (Q, I: "some sequence of planes") is taken as a z-stack
-    unknown = [i for i, a in enumerate(out) if a == "?" and tif_axes[i] in "QI"]
-    if len(unknown) == 1 and "z" not in out:
-        out[unknown[0]] = "z"
+def _guess_axes(tif_axes: str, *, guess: bool = True) -> str:
+    """tifffile axis letters to tilesr's, '?' where unknown.
+
+    With ``guess``, the one case that is not ambiguous is taken: a 3-D TIFF whose leading
+    axis tifffile cannot name (Q, I: "some sequence of planes") is a z-stack; more planes
+    axes of unknown meaning than that (4-D and up) stay unknown.
+    """
+    out = [{"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x"}.get(a, "?") for a in tif_axes]
+    if guess and len(tif_axes) == 3 and tif_axes[0] in "QI":
+        out[0] = "z"
     return "".join(out)
+
+
+def _rgb_example(tif_axes: str) -> str:
+    """An --axes proposal for an RGB TIFF: samples as c, unknown axes as z, then t."""
+    spare = iter("zt")
+    known = _guess_axes(tif_axes.replace("S", "C"), guess=False)
+    return "".join(next(spare, "?") if a == "?" else a for a in known)
+
+
+def _guess_notice(source: str, head: _TiffHeader, axes: str, units: dict[str, str]) -> str:
+    """The one line saying what was guessed about a TIFF without axis metadata."""
+    if not units:
+        sizes = "pixel sizes are unknown (1, no unit)"
+    else:
+        sizes = "the z spacing is unknown (1, no unit)"
+    return (
+        f"{source} has no axis metadata: its {head.shape[0]} planes are read as z (axes "
+        f"{axes!r}) and {sizes}; pass --axes if they are not a z-stack (e.g. 'tyx')"
+    )
 
 
 def _check_not_truncated(level: Any, path: Path) -> None:
@@ -563,6 +628,44 @@ def _tiff_physical(
                 sizes[axis] = size * 1e4
                 units[axis] = "micrometer"
     return sizes, units, "tiff"
+
+
+def _ome_origin(tif: Any, units: dict[str, str], *, source: str) -> dict[str, float]:
+    """The stage position of an OME-TIFF's first plane (PositionX/Y/Z), by tifffile letter.
+
+    Taken as the position of the centre of pixel (0, 0) of the first plane, converted to
+    the unit of that axis' pixel size; a position without a unit (OME's default "reference
+    frame") is taken to be in that unit.
+    """
+    pixels = _ome_pixels(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else None
+    planes = [] if pixels is None else [e for e in pixels if e.tag.endswith("Plane")]
+    if not planes:
+        return {}
+    first = min(planes, key=lambda e: tuple(int(e.get(f"The{k}", 0)) for k in "TCZ"))
+    origin = {}
+    for axis in "XYZ":
+        value = first.get(f"Position{axis}")
+        if value is None:
+            continue
+        position = _check_position(value, axis, source=source)
+        to = units.get(axis, "micrometer")
+        unit = normalize_unit(first.get(f"Position{axis}Unit")) or to
+        converted = convert_length(position, unit, to)
+        if converted is None:
+            _log.warning(f"{source}: Position{axis} in {unit} cannot be expressed in {to}; ignored")
+            continue
+        origin[axis] = converted
+    return origin
+
+
+def _check_position(value: str, axis: str, *, source: str) -> float:
+    try:
+        position = float(value)
+    except ValueError:
+        position = math.nan
+    if not math.isfinite(position):
+        raise TilesrError(f"{source}: Position{axis} must be a finite number, got {value!r}")
+    return position
 
 
 def _resolution_size(page: Any, tag: str) -> float | None:
