@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,12 +88,19 @@ def assert_one_line_error(code: int, output: str, *needles: str) -> None:
 
 
 def spawn_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """``python -m tilesr ...`` as a child process (to be killed)."""
+    """``python -m tilesr ...`` as a child process (to be killed or interrupted).
+
+    SIGINT is reset to its default in the child: an ignored signal is inherited across
+    exec, and Python installs its KeyboardInterrupt handler only where SIGINT is not
+    ignored, so a test run whose process ignores SIGINT (some libraries set that) would
+    make Ctrl-C tests meaningless.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "tilesr", *map(str, args)],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

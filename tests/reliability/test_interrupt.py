@@ -47,11 +47,19 @@ def _assert_interrupted_cleanly(code, err, out_path):
     assert status == "incomplete"
 
 
+# long enough that SIGINT lands while blocks are in flight, on however fast a machine
+CLUSTER_ARGS = [*ARGS[:2], "--steps", "40", *ARGS[4:]]
+
+
 def test_ctrl_c_on_a_cluster_exits_cleanly_and_resumes(setup, tmp_path):
-    _, src, ref, model = setup
-    out = tmp_path / "out.zarr"
+    _, src, _, model = setup
+    ref, out = tmp_path / "ref" / "out.zarr", tmp_path / "out.zarr"  # same name: same NGFF name
+    code, output = run_cli("restore", src, ref, "--model", model, *CLUSTER_ARGS)
+    assert code == 0, output
     with dask_cluster(tmp_path / "workers") as address:
-        proc = spawn_cli("restore", src, out, "--model", model, "--scheduler", address, *ARGS)
+        proc = spawn_cli(
+            "restore", src, out, "--model", model, "--scheduler", address, *CLUSTER_ARGS
+        )
         done, deadline = out / ".tilesr" / "done", time.monotonic() + 120
         while not (done.is_dir() and sum(1 for _ in done.iterdir()) >= 2):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -59,7 +67,15 @@ def test_ctrl_c_on_a_cluster_exits_cleanly_and_resumes(setup, tmp_path):
         code, _, err = _interrupt(proc)
         _assert_interrupted_cleanly(code, err, out)
         code, output = run_cli(
-            "restore", src, out, "--model", model, "--scheduler", address, "--resume", *ARGS
+            "restore",
+            src,
+            out,
+            "--model",
+            model,
+            "--scheduler",
+            address,
+            "--resume",
+            *CLUSTER_ARGS,
         )
     assert code == 0, output
     assert_same_output(out, ref)
