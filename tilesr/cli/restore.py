@@ -60,6 +60,12 @@ from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE,
     help="Tile overlap in output pixels (default: the model's).",
 )
 @click.option(
+    "--context",
+    type=int,
+    default=None,
+    help="Output pixels sampled around each block with --fuse step (default: one tile).",
+)
+@click.option(
     "--batch-size",
     type=int,
     default=None,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import start_timestep
 from tilesr.diffusion.schedule import build_schedule
+from tilesr.diffusion.uncertainty import pooling_reach
 from tilesr.engine.model import EngineModel
 from tilesr.errors import TilesrError
 from tilesr.io.axes import AXIS_LETTERS, check_axes
@@ -90,9 +91,9 @@ class RestorePlan:
 
     @property
     def context(self) -> int:
-        """HR pixels sampled around a block: one tile under fusion, so that the block's
-        edge tiles have their neighbours (fusion couples all tiles of a canvas)."""
-        return self.tile_size if self.options.fuse == "step" else 0
+        """HR pixels sampled around a block under fusion (by default one tile), so that the
+        block's edge tiles have their neighbours (fusion couples all tiles of a canvas)."""
+        return _filled(self.options.context)
 
     @property
     def background_below(self) -> float | None:
@@ -153,15 +154,18 @@ def make_plan(
     tile = meta.tile_size if options.tile_size is None else options.tile_size
     overlap = meta.overlap if options.overlap is None else options.overlap
     check_tile_geometry(tile, overlap, meta.size_multiple)
+    uncertainty = samples > 1 if options.uncertainty is None else options.uncertainty
+    reach = pooling_reach(meta.uncertainty_pool) if uncertainty else 0
     effective = replace(
         options,
         samples=samples,
         steps=steps,
         sampler=sampler,
         strength=meta.strength if options.strength is None else options.strength,
-        uncertainty=samples > 1 if options.uncertainty is None else options.uncertainty,
+        uncertainty=uncertainty,
         tile_size=tile,
         overlap=overlap,
+        context=block_context(options, tile, reach),
         block_size=options.block_size or default_block_size(tile, overlap),
         batch_size=options.batch_size or model.default_batch_size(),
         threads=model.threads,
@@ -191,6 +195,28 @@ def _sampling(options: RestoreOptions, meta: ModelMetadata) -> tuple[int, int, s
         meta.steps if options.steps is None else options.steps,
         meta.sampler if options.sampler is None else options.sampler,
     )
+
+
+def block_context(options: RestoreOptions, tile_size: int, reach: int = 0) -> int:
+    """HR pixels sampled around a block: the option, else one tile; none without fusion.
+
+    ``reach``: the pixels the uncertainty's pooling reads beyond a block (it is computed
+    on the canvas), the least context a block can be given.
+    """
+    given = options.context
+    if options.fuse != "step":
+        if given:
+            raise TilesrError(
+                f"context applies to fuse='step' only (fuse={options.fuse!r} samples every "
+                f"tile on its own), got context {given}"
+            )
+        return 0
+    if given is not None and given < reach:
+        raise TilesrError(
+            f"context must be at least the {reach} px the uncertainty's pooling reads "
+            f"beyond a block, got {given}"
+        )
+    return tile_size if given is None else given
 
 
 def image_axes(axes: str | None, shape: tuple[int, ...]) -> str:
