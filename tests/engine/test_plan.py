@@ -120,8 +120,11 @@ def test_geometry_is_checked_against_the_network(models):
         make_plan(RestoreOptions(tile_size=36), model, (40, 50))
     with pytest.raises(TilesrError, match="overlap must be smaller than the tile size"):
         make_plan(RestoreOptions(overlap=32), model, (40, 50))
-    with pytest.raises(TilesrError, match="too large for one restoration"):
-        make_plan(RestoreOptions(), model, (10**6, 10**6))
+    # the limit counts blocks (graph entries), not tiles: a 10^12-pixel input is planned
+    # with the default blocks, and refused when its blocks would be too many
+    assert make_plan(RestoreOptions(), model, (10**6, 10**6)).block_size == 2040
+    with pytest.raises(TilesrError, match=r"too large for one restoration: .* blocks of 64 px"):
+        make_plan(RestoreOptions(block_size=64), model, (10**6, 10**6))
     with pytest.raises(TilesrError, match="axes 'yx' name 2 dimensions"):
         make_plan(RestoreOptions(axes="yx"), model, (2, 40, 50))
 

@@ -31,10 +31,11 @@ from tilesr.progress import Progress
 #: 1.77x the bare tile grid and 2048-px blocks 1.38x (tools/bench_engine.py), for ~2.6x
 #: the canvas memory per block (a few hundred MB).
 DEFAULT_BLOCK = 2048
-#: most tile windows one restoration may plan: the graph holds every tile of every block
-#: (a few hundred bytes each), so this bounds it to a few GB and refuses absurd shapes
-#: before any pass over the input
-MAX_GRAPH_TILES = 2**23
+#: most blocks one restoration may plan: the client's graph holds one small entry per
+#: block (about 1 KB, none per tile: tools/bench_engine.py, plan), so this bounds it to a
+#: few GB; at the default 2016-px blocks it is a 4-million-pixel-square output (about 70 TB
+#: of float32), far beyond what a store holds. Larger blocks raise it.
+MAX_GRAPH_BLOCKS = 2**22
 #: options that decide how fast, never what: a block is bit-identical whatever the batch
 #: size and the ONNX Runtime thread count (tests/engine/test_restore.py), so they are not
 #: part of the record (outputs made with other values are the same, and resume)
@@ -233,24 +234,17 @@ def default_block_size(tile_size: int, overlap: int) -> int:
 
 
 def check_graph_size(shape: tuple[int, ...], plan: RestorePlan) -> None:
-    """Refuse a restoration whose graph would plan more than :data:`MAX_GRAPH_TILES` tiles.
+    """Refuse a restoration whose graph would hold more than :data:`MAX_GRAPH_BLOCKS` blocks.
 
-    Pure arithmetic on the shape (an upper estimate of the tiles all blocks sample), so
-    an input declaring an absurd shape is refused at once, not after minutes of planning.
+    Pure arithmetic on the shape, so an input declaring an absurd shape is refused at
+    once, not after minutes of planning.
     """
-    tile, block = plan.tile_size, plan.block_size
-    stride = tile - plan.overlap
-    total = math.prod(int(n) for n in shape[:-2])
+    blocks = math.prod(int(n) for n in shape[:-2])
     for n in shape[-2:]:
-        length = int(n) * plan.scale
-        blocks = -(-length // block)
-        per_block = min(
-            -(-max(length - tile, 0) // stride) + 1,
-            -(-(block + 2 * plan.context) // stride) + 1,
-        )
-        total *= blocks * per_block
-    if total > MAX_GRAPH_TILES:
+        blocks *= -(-int(n) * plan.scale // plan.block_size)
+    if blocks > MAX_GRAPH_BLOCKS:
         raise TilesrError(
-            f"image of shape {tuple(shape)} is too large for one restoration: about {total} "
-            f"tiles of {tile} px (at most {MAX_GRAPH_TILES}); restore a pyramid level or a crop"
+            f"image of shape {tuple(shape)} is too large for one restoration: {blocks} blocks "
+            f"of {plan.block_size} px (at most {MAX_GRAPH_BLOCKS}); use larger blocks, or "
+            "restore a pyramid level or a crop"
         )
