@@ -418,12 +418,59 @@ def task_flops(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- plan
+
+
+def _rss_mib() -> float:
+    """This process's resident set size now (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def task_plan(args: dict[str, Any]) -> dict[str, Any]:
+    """Plan (nothing computed) a square output of ``size`` pixels: time and client memory."""
+    import gc
+
+    import dask.array as da
+
+    from tilesr.data.normalize import IntensityRange
+    from tilesr.engine.model import open_model
+    from tilesr.engine.restore import restore
+    from tilesr.errors import TilesrError
+    from tilesr.options import RestoreOptions
+
+    model = open_model(args["model"], RestoreOptions(threads=1))
+    size, scale = int(args["size"]), model.metadata.scale
+    lr = da.zeros((size // scale, size // scale), dtype=np.float32, chunks=int(args["chunk"]))
+    gc.collect()
+    before = _rss_mib()
+    start = time.perf_counter()
+    try:
+        res = restore(lr, model, intensity_range=IntensityRange(0.0, 1.0))
+    except TilesrError as exc:
+        return {"size": size, "refused": str(exc), "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {
+        "size": size,
+        "seconds": seconds,
+        "rss_before_mib": before,
+        "rss_after_mib": _rss_mib(),
+        "blocks": int(np.prod(res.image.numblocks)),
+        "tiles": int(res.tiles),
+        "block_size": res.plan.block_size,
+        "input_chunks": int(np.prod(lr.numblocks)),
+    }
+
+
 TASKS = {
     "engine": task_engine,
     "monai": task_monai,
     "speed": task_speed,
     "gemm": task_gemm,
     "flops": task_flops,
+    "plan": task_plan,
 }
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ peer        the same restoration (tilesr's sampling: conditioning, strength, sam
 speed       tiles per second of ONNX Runtime and PyTorch eager at batch 1/8/32, as a
             fraction of the measured fp32 GEMM rate (FLOPs per tile counted on the graph).
 demo        time and peak RSS of ``tilesr restore`` with the demo settings.
+plan        planning only (``tilesr.restore`` is lazy): time and client memory of the
+            graph of square outputs of 10^4, 10^5 and 10^6 pixels; with ``--baseline``
+            the same for another source tree (before/after in one run).
 
 Every measurement runs in its own process (``tools/_bench_worker.py`` or the
 ``tilesr`` CLI) and its peak RSS is that process's own (``os.wait4``). The machine is
@@ -56,10 +59,10 @@ from _bench_common import (
     worker_cmd,
 )
 
-SECTIONS = ("efficiency", "memory", "peer", "speed", "demo")
+SECTIONS = ("efficiency", "memory", "peer", "speed", "demo", "plan")
 SCHEMA = 2
 #: results files of schema 1 named the sections by letter
-_SCHEMA1_KEYS = dict(zip("abcde", SECTIONS, strict=True))
+_SCHEMA1_KEYS = dict(zip("abcde", SECTIONS[:5], strict=True))
 
 
 @dataclass(frozen=True)
@@ -72,15 +75,26 @@ class Sizes:
     batches: tuple[int, ...]  # speed
     min_seconds: float  # speed, per batch size
     min_calls: int
+    plans: tuple[int, ...] = (10**4, 10**5, 10**6)  # plan
 
 
 FULL = Sizes(
     efficiency=2048, rss=(2048, 8192), demo=2048, batches=(1, 8, 32), min_seconds=10.0, min_calls=3
 )
 QUICK = Sizes(
-    efficiency=512, rss=(512, 2048), demo=256, batches=(1, 8), min_seconds=2.0, min_calls=2
+    efficiency=512,
+    rss=(512, 2048),
+    demo=256,
+    batches=(1, 8),
+    min_seconds=2.0,
+    min_calls=2,
+    plans=(10**4, 10**5),
 )
 DEMO_LARGE = 8192
+#: LR chunk edge of the lazy inputs the plan section plans for
+PLAN_CHUNK = 1024
+#: goals of issue 10 for the 10^6 x 10^6 plan
+PLAN_GOAL_S, PLAN_GOAL_MIB = 30.0, 1024.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,6 +152,12 @@ def _general_arguments(p: argparse.ArgumentParser) -> None:
         "--only",
         default=",".join(SECTIONS),
         help="sections to run, e.g. efficiency,speed (default all)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a source tree of tilesr to measure as 'before' (e.g. git archive main | tar -x)",
     )
     p.add_argument(
         "--workdir",
@@ -300,6 +320,7 @@ class Bench:
             "peer": self.peer,
             "speed": self.speed,
             "demo": self.demo,
+            "plan": self.plan,
         }
 
     def efficiency(self) -> dict[str, Any]:
@@ -443,6 +464,27 @@ class Bench:
                 "batches": list(self.sizes.batches),
             },
             "results": {"flops": flops, "gemm": gemm, "speed": speed, "gpu": gpu},
+        }
+
+    def plan(self) -> dict[str, Any]:
+        """Planning time and client memory (its own process) per output size and code."""
+        codes: list[tuple[str, Path | None]] = [("this tree", None)]
+        if self.args.baseline is not None:
+            codes.insert(0, ("baseline", self.args.baseline.resolve()))
+        rows = []
+        for size in self.sizes.plans:
+            for label, code in codes:
+                print(f"  plan {size}^2 ({label}) ...", flush=True)
+                args = {"model": str(self.model.onnx), "size": size, "chunk": PLAN_CHUNK}
+                run = run_child(worker_cmd("plan", args), code=code)
+                rows.append({**run.result(), "code": label, "peak_rss_mib": run.peak_rss_mib})
+        return {
+            "settings": {
+                "sizes": list(self.sizes.plans),
+                "input_chunk": PLAN_CHUNK,
+                "baseline": str(self.args.baseline) if self.args.baseline else None,
+            },
+            "results": {"rows": rows},
         }
 
     def demo(self) -> dict[str, Any]:
@@ -725,12 +767,48 @@ def md_demo(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def md_plan(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    lines = [
+        "### Planning a large output (graph only)",
+        "",
+        "`tilesr.restore` on a lazy zero input (float32, LR chunks of "
+        f"{s['input_chunk']}^2) with the intensity range given, so nothing is computed: "
+        "the time to make the plan and build the graph, and the client's memory (peak RSS "
+        "of its own process, and the growth of its RSS while planning). Default blocks; the "
+        "model is opened and probed before the clock starts.",
+        "",
+        "| output | code | blocks | tiles | planning time | peak RSS | RSS growth |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        out = f"{row['size']:.0e}".replace("+0", "").replace("1e", "10^") + " square"
+        if row.get("refused"):
+            lines.append(f"| {out} | {row['code']} | refused: {row['refused'][:90]}... | | | | |")
+            continue
+        grow = row["rss_after_mib"] - row["rss_before_mib"]
+        lines.append(
+            f"| {out} | {row['code']} | {row['blocks']} | {row['tiles']:.3g} | "
+            f"{_f(row['seconds'], 2)} s | {row['peak_rss_mib']:.0f} MiB | {grow:.0f} MiB |"
+        )
+    big = [x for x in r["rows"] if x["size"] == 10**6 and x["code"] == "this tree"]
+    if big and not big[0].get("refused"):
+        ok = big[0]["seconds"] < PLAN_GOAL_S and big[0]["peak_rss_mib"] < PLAN_GOAL_MIB
+        lines += [
+            "",
+            f"**10^6 x 10^6: {_f(big[0]['seconds'], 1)} s, {big[0]['peak_rss_mib']:.0f} MiB "
+            f"peak** (goal < {PLAN_GOAL_S:.0f} s and < 1 GB: {'met' if ok else 'not met'}).",
+        ]
+    return lines
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "efficiency": md_efficiency,
     "memory": md_memory,
     "peer": md_peer,
     "speed": md_speed,
     "demo": md_demo,
+    "plan": md_plan,
 }
 
 
