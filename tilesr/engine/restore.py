@@ -46,6 +46,7 @@ from tilesr.engine.blocks import (
     reflect_index,
 )
 from tilesr.engine.canvas import sample_canvas
+from tilesr.engine.memory import return_freed_memory
 from tilesr.engine.model import EngineModel, open_model, probe
 from tilesr.engine.plan import RestorePlan, make_plan
 from tilesr.engine.tiling import Span
@@ -196,13 +197,30 @@ class _Blocks:
     geometry: tuple[Any, ...]  # the rest of plan_block's arguments
 
 
+def _window(chunks: list[list[NDArray]], ys: slice, xs: slice) -> NDArray:
+    """``np.block(chunks)[ys, xs]`` without the whole chunk grid: each chunk's part, joined."""
+    heights = np.cumsum([0, *(row[0].shape[0] for row in chunks)])
+    widths = np.cumsum([0, *(c.shape[1] for c in chunks[0])])
+    parts = []
+    for row, y0, y1 in zip(chunks, heights[:-1], heights[1:], strict=True):
+        top, bottom = max(ys.start, y0) - y0, min(ys.stop, y1) - y0
+        parts.append(
+            [
+                c[top:bottom, max(xs.start, x0) - x0 : min(xs.stop, x1) - x0]
+                for c, x0, x1 in zip(row, widths[:-1], widths[1:], strict=True)
+            ]
+        )
+    return np.block(parts)
+
+
 def _block_task(
     chunks: list[list[NDArray]], plane: int, i: int, j: int, *, blocks: _Blocks, **kwargs: Any
 ) -> NDArray[np.float32]:
     """Plan block (plane, i, j)'s tiles, assemble its LR window from the chunks, restore it."""
+    return_freed_memory()  # once per process: freed canvases go back to the OS
     offsets = blocks.lead_offsets[plane]
-    ys, xs = blocks.cuts[0][i], blocks.cuts[1][j]
-    window = np.block([[c[offsets] for c in row] for row in chunks])[ys, xs]
+    planes = [[c[offsets] for c in row] for row in chunks]
+    window = _window(planes, blocks.cuts[0][i], blocks.cuts[1][j])
     span = (blocks.axes[0][i].block, blocks.axes[1][j].block)
     out = restore_block(window, plan_block(plane, span, *blocks.geometry), **kwargs)
     # (mean [, std]); the image alone is the block itself, with no getitem task per block
