@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--at", type=int, default=8192, help="output size for the work column")
     p.add_argument("--quick", action="store_true", help="one W2S crop of 128 LR px, 2 steps")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--render", type=Path, default=None, help="only rewrite the table from a results JSON"
+    )
     args = p.parse_args(argv)
     args.overlaps = [int(v) for v in args.overlaps.split(",")]
     args.contexts = [int(v) for v in args.contexts.split(",")]
@@ -306,15 +309,23 @@ def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             if best
             else "none of these."
         ),
-        "A context of up to one tile stride adds the same one row of tiles around a block "
-        "whose edges lie on tile starts: rows marked 'same tiles' plan exactly the tiles of "
-        "the context named, so they are not re-run (the result is the same computation).",
+        "Block edges lie on tile starts, so a context adds tiles in steps: a row beyond "
+        "the far side of each block edge for any context > 0, one on the near side only for "
+        "more than the stride minus the overlap. Rows marked 'same tiles' plan exactly the "
+        "tiles of the context named in every block, so they were not re-run (the same "
+        "computation, the same result).",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render is not None:  # the markdown of a run already made, from its JSON
+        data = json.loads(args.render.read_text())
+        info = {k: v for k, v in data.items() if k not in ("summary", "images")}
+        info["images"] = [r["name"] for r in data["images"]]
+        replace_region(args.out, markdown(info, data["summary"]), region="bench_overlap")
+        return 0
     import os
 
     load = os.getloadavg()[0]
