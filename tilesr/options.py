@@ -57,6 +57,12 @@ class RestoreOptions:
     tile_size, overlap
         Tile geometry in output (HR) pixels. None: the model's. Checked against the
         network's size multiple when planned.
+    context
+        HR pixels sampled around each block under ``fuse="step"``: the block's canvas
+        holds every tile of the global grid within this distance, so that the block's
+        edge tiles have fused neighbours. None: one tile. A fraction of a tile saves
+        network work (``tools/bench_overlap.py`` measures what it costs in quality);
+        ``fuse="final"`` samples no context (0).
     block_size
         Output block (= chunk) edge in HR pixels. None: a multiple of the tile stride
         near 2048.
@@ -96,6 +102,7 @@ class RestoreOptions:
     uncertainty: bool | None = None
     tile_size: int | None = None
     overlap: int | None = None
+    context: int | None = None
     block_size: int | None = None
     fuse: str = "step"
     skip_background: float | None = None
@@ -113,6 +120,7 @@ class RestoreOptions:
         for name, low in (("samples", 1), ("steps", 1), ("batch_size", 1), ("threads", 1)):
             _check_int(name, getattr(self, name), low=low, optional=True)
         _check_int("block_size", self.block_size, low=MIN_BLOCK, optional=True)
+        _check_int("context", self.context, low=0, optional=True)
         _check_int("seed", self.seed, low=0)
         _check_int("level", self.level, low=0)
         _check_choice("sampler", self.sampler, SAMPLERS, optional=True)

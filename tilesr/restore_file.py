@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -308,7 +309,7 @@ def _provenance(
 
 
 def _advance(
-    progress: Progress, block_tiles: dict[tuple[int, ...], int], finished: list[tuple[int, ...]]
+    progress: Progress, block_tiles: Mapping[tuple[int, ...], int], finished: list[tuple[int, ...]]
 ) -> None:
     """Blocks an earlier run finished count as done on the bar (by their tiles)."""
     progress.update(float(sum(block_tiles.get(idx, 0) for idx in finished)))

@@ -122,13 +122,14 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_child(cmd: list[str], *, cwd: Path = REPO) -> ChildRun:
+def run_child(cmd: list[str], *, cwd: Path = REPO, code: Path | None = None) -> ChildRun:
     """Run ``cmd`` and measure its own peak resident set size.
 
     A small launcher forks ``cmd`` and reads its rusage with ``os.wait4`` (the maximum
     RSS of exactly that process); the launcher's own few MiB are the floor of the
     measurement. Output goes to temporary files so a chatty child cannot block on a
-    full pipe.
+    full pipe. ``code``: a source tree whose ``tilesr`` the child imports instead of this
+    one's (a baseline to compare with, e.g. ``git archive main | tar -x -C /tmp/base``).
     """
     import tempfile
 
@@ -136,6 +137,9 @@ def run_child(cmd: list[str], *, cwd: Path = REPO) -> ChildRun:
         rss_file = Path(tmp) / "maxrss"
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if code is not None:  # and run from there: ``python -m`` puts the cwd first
+            env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
+            cwd = code
         launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(rss_file), *cmd]
         with out_path.open("w") as out, err_path.open("w") as err:
             start = time.perf_counter()

@@ -368,6 +368,65 @@ def task_speed(args: dict[str, Any]) -> dict[str, Any]:
     return {"backend": backend, "threads": threads, "rows": rows}
 
 
+def _gemm_call(n: int, threads: int) -> tuple[Any, str]:
+    """One fp32 n x n matmul as a call, with torch (threads set) or else numpy."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return (lambda: torch.mm(ta, tb)), "torch"
+    except ImportError:
+        return (lambda: a @ b), "numpy"
+
+
+def task_speed_paired(args: dict[str, Any]) -> dict[str, Any]:
+    """ONNX Runtime tiles/s per batch and the GEMM rate, measured in turns.
+
+    Every round times one GEMM and then each batch size (alternating their order), so a
+    change in the machine's load hits both sides of each round's ratio alike.
+    """
+    from tilesr.denoisers.onnx_backend import OnnxDenoiser
+
+    tile, threads, n = int(args["tile"]), int(args["threads"]), int(args["gemm_n"])
+    den = OnnxDenoiser(args["model"], threads=threads, device="cpu")
+    rng = np.random.default_rng(0)
+    calls = {}
+    for b in args["batches"]:
+        x = rng.standard_normal((b, 1, tile, tile), dtype=np.float32)
+        t = np.full((b,), 500.0, np.float32)
+        reps = max(1, int(args["tiles_per_turn"]) // b)
+        calls[b] = (
+            lambda x=x, t=t, reps=reps: [den.predict(x, x, t) for _ in range(reps)],
+            b * reps,
+        )
+    gemm, gemm_lib = _gemm_call(n, threads)
+    gemm()
+    for call, _ in calls.values():
+        call()  # warm-up: allocations and kernel selection
+    rows: dict[int, list[float]] = {b: [] for b in calls}
+    gemm_rates = []
+    for r in range(int(args["rounds"])):
+        start = time.perf_counter()
+        gemm()
+        gemm_rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+        for b in list(calls)[:: 1 if r % 2 == 0 else -1]:
+            call, tiles = calls[b]
+            start = time.perf_counter()
+            call()
+            rows[b].append(tiles / (time.perf_counter() - start))
+    return {
+        "threads": threads,
+        "gemm_lib": gemm_lib,
+        "gemm_n": n,
+        "gemm_gflops": gemm_rates,
+        "tiles_per_s": {str(b): v for b, v in rows.items()},
+    }
+
+
 def task_gemm(args: dict[str, Any]) -> dict[str, Any]:
     n, threads, repeats = int(args["n"]), int(args["threads"]), int(args["repeats"])
     flops = 2.0 * n**3
@@ -419,12 +478,60 @@ def task_flops(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- plan
+
+
+def _rss_mib() -> float:
+    """This process's resident set size now (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def task_plan(args: dict[str, Any]) -> dict[str, Any]:
+    """Plan (nothing computed) a square output of ``size`` pixels: time and client memory."""
+    import gc
+
+    import dask.array as da
+
+    from tilesr.data.normalize import IntensityRange
+    from tilesr.engine.model import open_model
+    from tilesr.engine.restore import restore
+    from tilesr.errors import TilesrError
+    from tilesr.options import RestoreOptions
+
+    model = open_model(args["model"], RestoreOptions(threads=1))
+    size, scale = int(args["size"]), model.metadata.scale
+    lr = da.zeros((size // scale, size // scale), dtype=np.float32, chunks=int(args["chunk"]))
+    gc.collect()
+    before = _rss_mib()
+    start = time.perf_counter()
+    try:
+        res = restore(lr, model, intensity_range=IntensityRange(0.0, 1.0))
+    except TilesrError as exc:
+        return {"size": size, "refused": str(exc), "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {
+        "size": size,
+        "seconds": seconds,
+        "rss_before_mib": before,
+        "rss_after_mib": _rss_mib(),
+        "blocks": int(np.prod(res.image.numblocks)),
+        "tiles": int(res.tiles),
+        "block_size": res.plan.block_size,
+        "input_chunks": int(np.prod(lr.numblocks)),
+    }
+
+
 TASKS = {
     "engine": task_engine,
     "monai": task_monai,
     "speed": task_speed,
     "gemm": task_gemm,
     "flops": task_flops,
+    "plan": task_plan,
+    "speed_paired": task_speed_paired,
 }
 
 if __name__ == "__main__":

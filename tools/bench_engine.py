@@ -16,6 +16,9 @@ peer        the same restoration (tilesr's sampling: conditioning, strength, sam
 speed       tiles per second of ONNX Runtime and PyTorch eager at batch 1/8/32, as a
             fraction of the measured fp32 GEMM rate (FLOPs per tile counted on the graph).
 demo        time and peak RSS of ``tilesr restore`` with the demo settings.
+plan        planning only (``tilesr.restore`` is lazy): time and client memory of the
+            graph of square outputs of 10^4, 10^5 and 10^6 pixels; with ``--baseline``
+            the same for another source tree (before/after in one run).
 
 Every measurement runs in its own process (``tools/_bench_worker.py`` or the
 ``tilesr`` CLI) and its peak RSS is that process's own (``os.wait4``). The machine is
@@ -56,10 +59,10 @@ from _bench_common import (
     worker_cmd,
 )
 
-SECTIONS = ("efficiency", "memory", "peer", "speed", "demo")
+SECTIONS = ("efficiency", "memory", "peer", "speed", "demo", "plan")
 SCHEMA = 2
 #: results files of schema 1 named the sections by letter
-_SCHEMA1_KEYS = dict(zip("abcde", SECTIONS, strict=True))
+_SCHEMA1_KEYS = dict(zip("abcde", SECTIONS[:5], strict=True))
 
 
 @dataclass(frozen=True)
@@ -67,20 +70,42 @@ class Sizes:
     """Output sizes (HR pixels, square) and repetition counts of one mode."""
 
     efficiency: int  # efficiency and peer
-    rss: tuple[int, int]  # memory: small, large
+    rss: tuple[int, ...]  # memory: small, large (the ratio), and more
     demo: int  # demo; the 8192 row is opt-in
     batches: tuple[int, ...]  # speed
     min_seconds: float  # speed, per batch size
     min_calls: int
+    plans: tuple[int, ...] = (10**4, 10**5, 10**6)  # plan
+    speed_rounds: int = 12  # speed: GEMM + network rounds per process
 
 
 FULL = Sizes(
-    efficiency=2048, rss=(2048, 8192), demo=2048, batches=(1, 8, 32), min_seconds=10.0, min_calls=3
+    efficiency=2048,
+    rss=(2048, 8192, 16384),
+    demo=2048,
+    batches=(1, 8, 32),
+    min_seconds=10.0,
+    min_calls=3,
 )
 QUICK = Sizes(
-    efficiency=512, rss=(512, 2048), demo=256, batches=(1, 8), min_seconds=2.0, min_calls=2
+    efficiency=512,
+    rss=(512, 2048),
+    demo=256,
+    batches=(1, 8),
+    min_seconds=2.0,
+    min_calls=2,
+    plans=(10**4, 10**5),
+    speed_rounds=3,
 )
 DEMO_LARGE = 8192
+#: processes per code in the speed section, alternating with the other code's
+SPEED_TURNS = 3
+#: LR chunk edge of the lazy inputs the plan section plans for
+PLAN_CHUNK = 1024
+#: goal of issue 10 for the peak RSS ratio of the two smaller memory outputs
+RSS_GOAL = 1.15
+#: goals of issue 10 for the 10^6 x 10^6 plan
+PLAN_GOAL_S, PLAN_GOAL_MIB = 30.0, 1024.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,6 +163,12 @@ def _general_arguments(p: argparse.ArgumentParser) -> None:
         "--only",
         default=",".join(SECTIONS),
         help="sections to run, e.g. efficiency,speed (default all)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a source tree of tilesr to measure as 'before' (e.g. git archive main | tar -x)",
     )
     p.add_argument(
         "--workdir",
@@ -216,9 +247,15 @@ class Bench:
         return simulated_input(self.work, hr_size, self.meta.scale)
 
     def _restore_cli(
-        self, model: Path, hr_size: int, samples: int, steps: int, tag: str
+        self,
+        model: Path,
+        hr_size: int,
+        samples: int,
+        steps: int,
+        tag: str,
+        code: Path | None = None,
     ) -> dict[str, Any]:
-        """``tilesr restore`` in a subprocess: wall time, peak RSS, output shape."""
+        """``tilesr restore`` in a subprocess (``code``: another source tree's tilesr)."""
         inp = self._input(hr_size)
         out = self.work / f"out_{tag}_{hr_size}.ome.zarr"
         cmd = [
@@ -244,7 +281,7 @@ class Bench:
             f"{steps} step(s))",
             flush=True,
         )
-        run = run_child(cmd)
+        run = run_child(cmd, code=code)
         if run.returncode:
             raise RuntimeError(f"tilesr restore failed ({run.returncode}): {run.stderr[-2000:]}")
         shutil.rmtree(out, ignore_errors=True)  # large outputs: keep the disk free
@@ -300,6 +337,7 @@ class Bench:
             "peer": self.peer,
             "speed": self.speed,
             "demo": self.demo,
+            "plan": self.plan,
         }
 
     def efficiency(self) -> dict[str, Any]:
@@ -338,17 +376,33 @@ class Bench:
             "results": res,
         }
 
+    def _codes(self) -> list[tuple[str, Path | None]]:
+        """The source trees to measure: the baseline first (when given), then this one."""
+        codes: list[tuple[str, Path | None]] = [("this tree", None)]
+        if self.args.baseline is not None:
+            codes.insert(0, ("baseline", self.args.baseline.resolve()))
+        return codes
+
     def memory(self) -> dict[str, Any]:
         model = (
             self.model if self.args.rss_model == "unet" else cheap_model(self.work, self.model.onnx)
         )
-        rows = [
-            self._restore_cli(model.onnx, n, 1, self.args.rss_steps, "memory")
-            for n in self.sizes.rss
-        ]
+        rows = []
+        for n in self.sizes.rss:
+            for label, code in self._codes():
+                row = self._restore_cli(model.onnx, n, 1, self.args.rss_steps, "memory", code)
+                rows.append({**row, "code": label})
         peers = []
-        if have_monai():
-            peers = [self._monai("onnx", model, n, 1, self.args.rss_steps) for n in self.sizes.rss]
+        if have_monai():  # the whole image in memory: the two smaller outputs only
+            peers = [
+                self._monai("onnx", model, n, 1, self.args.rss_steps) for n in self.sizes.rss[:2]
+            ]
+        small, large = self.sizes.rss[:2]
+
+        def ratio(label: str) -> float:
+            rss = {r["output"]: r["peak_rss_mib"] for r in rows if r["code"] == label}
+            return rss[large] / rss[small]
+
         return {
             "settings": {
                 "outputs": list(self.sizes.rss),
@@ -360,7 +414,8 @@ class Bench:
             "results": {
                 "tilesr": rows,
                 "monai_onnx": peers,
-                "rss_ratio": rows[1]["peak_rss_mib"] / rows[0]["peak_rss_mib"],
+                "rss_ratio": ratio("this tree"),
+                "rss_ratio_baseline": ratio("baseline") if self.args.baseline else None,
                 "monai_installed": have_monai(),
             },
         }
@@ -424,7 +479,8 @@ class Bench:
         gemm = run_child(
             worker_cmd("gemm", {"n": 2048, "threads": self.threads, "repeats": 10})
         ).result()
-        backends = ["onnx"]
+        paired = self._speed_paired(common)
+        backends = []
         if self.model.checkpoint is not None and have_torch():
             backends.append("torch")
         gpu = gpu_status()
@@ -441,8 +497,52 @@ class Bench:
                 "tile": tile,
                 "threads": self.threads,
                 "batches": list(self.sizes.batches),
+                "turns": SPEED_TURNS,
+                "rounds": self.sizes.speed_rounds,
             },
-            "results": {"flops": flops, "gemm": gemm, "speed": speed, "gpu": gpu},
+            "results": {
+                "flops": flops,
+                "gemm": gemm,
+                "paired": paired,
+                "speed": speed,
+                "gpu": gpu,
+                "default_batch": cpu_batch(),
+            },
+        }
+
+    def _speed_paired(self, common: dict[str, Any]) -> list[dict[str, Any]]:
+        """ONNX Runtime CPU rows: each code in turn, several times, GEMM and network paired."""
+        args = {
+            **common,
+            "gemm_n": 2048,
+            "rounds": self.sizes.speed_rounds,
+            "tiles_per_turn": 32,
+        }
+        out = []
+        for turn in range(SPEED_TURNS):
+            for label, code in self._codes():
+                print(f"  tiles/s and GEMM in turns ({label}, turn {turn + 1}) ...", flush=True)
+                run = run_child(worker_cmd("speed_paired", args), code=code)
+                out.append({**run.result(), "code": label, "turn": turn})
+        return out
+
+    def plan(self) -> dict[str, Any]:
+        """Planning time and client memory (its own process) per output size and code."""
+        codes = self._codes()
+        rows = []
+        for size in self.sizes.plans:
+            for label, code in codes:
+                print(f"  plan {size}^2 ({label}) ...", flush=True)
+                args = {"model": str(self.model.onnx), "size": size, "chunk": PLAN_CHUNK}
+                run = run_child(worker_cmd("plan", args), code=code)
+                rows.append({**run.result(), "code": label, "peak_rss_mib": run.peak_rss_mib})
+        return {
+            "settings": {
+                "sizes": list(self.sizes.plans),
+                "input_chunk": PLAN_CHUNK,
+                "baseline": str(self.args.baseline) if self.args.baseline else None,
+            },
+            "results": {"rows": rows},
         }
 
     def demo(self) -> dict[str, Any]:
@@ -492,6 +592,13 @@ def engine_tiles(model: Path, hr_size: int, scale: int) -> int:
 
     lr = da.zeros((hr_size // scale, hr_size // scale), dtype=np.float32, chunks=1024)
     return restore(lr, str(model), intensity_range=IntensityRange(0.0, 1.0)).tiles
+
+
+def cpu_batch() -> int:
+    """The engine's default batch on the CPU (this tree's)."""
+    from tilesr.engine.model import CPU_BATCH
+
+    return CPU_BATCH
 
 
 def gpu_status() -> dict[str, Any]:
@@ -589,14 +696,17 @@ def md_memory(sec: dict[str, Any]) -> list[str]:
         f"`tilesr restore` (OME-Zarr in and out, default blocks and scheduler) in a "
         f"subprocess; peak RSS is the process's own (`os.wait4`). {s['samples']} sample, "
         f"{s['steps']} {s['sampler']} step(s), model: **{s['model']}** (memory is the "
-        "point here, not the network). Wall time includes start-up and imports.",
+        "point here, not the network). Wall time includes start-up and imports. 'baseline' "
+        "rows are the same command run with another source tree's tilesr (`--baseline`), "
+        "interleaved with this tree's.",
         "",
         "| implementation | output | wall time | peak RSS |",
         "|---|---|---|---|",
     ]
     for row in r["tilesr"]:
+        label = "tilesr restore" + (f" ({row['code']})" if "code" in row else "")
         lines.append(
-            f"| tilesr restore | {row['output']}^2 | {_f(row['wall_s'], 1)} s | "
+            f"| {label} | {row['output']}^2 | {_f(row['wall_s'], 1)} s | "
             f"{row['peak_rss_mib']:.0f} MiB |"
         )
     for row in r.get("monai_onnx") or []:
@@ -605,10 +715,14 @@ def md_memory(sec: dict[str, Any]) -> list[str]:
             f"{row['output']}^2 | {_f(row['wall_s'], 1)} s | "
             f"{row['peak_rss_mib']:.0f} MiB |"
         )
-    small, large = s["outputs"]
+    small, large = s["outputs"][:2]
+    goal = RSS_GOAL
+    status = "met" if r["rss_ratio"] <= goal else "not met"
     lines += [
         "",
-        f"**Peak RSS ratio tilesr {large}^2 / {small}^2: {_f(r['rss_ratio'])}** (goal <= 1.3).",
+        f"**Peak RSS ratio tilesr {large}^2 / {small}^2: {_f(r['rss_ratio'])}** (goal <= "
+        f"{goal}: {status})"
+        + (f"; baseline {_f(r['rss_ratio_baseline'])}." if r.get("rss_ratio_baseline") else "."),
     ]
     if not r.get("monai_installed"):
         lines.append("MONAI rows skipped: monai is not installed.")
@@ -653,29 +767,112 @@ def md_peer(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def speed_summary(sec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per code and batch: best and median tiles/s, and the fraction of the GEMM rate as
+    best over best and as the median of each round's paired ratio."""
+    import numpy as np
+
+    r = sec["results"]
+    per_tile = r["flops"]["onnx_flops"]
+    rows = []
+    for code in dict.fromkeys(x["code"] for x in r.get("paired", [])):
+        runs = [x for x in r["paired"] if x["code"] == code]
+        gemm = [g for x in runs for g in x["gemm_gflops"]]
+        for batch in runs[0]["tiles_per_s"]:
+            rates = [v for x in runs for v in x["tiles_per_s"][batch]]
+            ratios = [
+                v * per_tile / 1e9 / g
+                for x in runs
+                for v, g in zip(x["tiles_per_s"][batch], x["gemm_gflops"], strict=True)
+            ]
+            rows.append(
+                {
+                    "code": code,
+                    "batch": int(batch),
+                    "best": max(rates),
+                    "median": float(np.median(rates)),
+                    "gemm_best": max(gemm),
+                    "gemm_median": float(np.median(gemm)),
+                    "fraction_best": max(rates) * per_tile / 1e9 / max(gemm),
+                    "fraction_paired": float(np.median(ratios)),
+                }
+            )
+    return rows
+
+
 def md_speed(sec: dict[str, Any]) -> list[str]:
     r, s = sec["results"], sec["settings"]
     flops, gemm = r["flops"], r["gemm"]
     per_tile = flops["onnx_flops"]
-    peak = gemm.get("torch_best_gflops") or gemm["numpy_best_gflops"]
     torch_check = (
         f"; PyTorch `FlopCounterMode` gives {flops['torch_flops'] / 1e9:.3f}"
         if "torch_flops" in flops
         else ""
     )
+    summary = speed_summary(sec)
     lines = [
         "### Network speed",
         "",
-        f"{s['tile']}x{s['tile']} tiles, one network evaluation each, {s['threads']} "
-        "thread(s); median call time after a warm-up call. FLOPs per tile (2 x MACs of "
+        f"128x128 tiles, {s['threads']} ONNX Runtime thread(s), ONNX Runtime CPU through "
+        "`OnnxDenoiser.predict` of each source tree. FLOPs per tile (2 x MACs of "
         f"Conv/MatMul/Gemm on the ONNX graph): **{per_tile / 1e9:.3f} GFLOP**{torch_check}. "
-        f"fp32 GEMM rate ({gemm['n']}x{gemm['n']} matmul, {gemm['threads']} thread(s), best "
-        f"of 10): torch {_f(gemm.get('torch_best_gflops'), 1)} GFLOP/s, numpy "
-        f"{_f(gemm['numpy_best_gflops'], 1)} GFLOP/s (numpy's BLAS picks its own threads).",
+        "The fp32 GEMM rate is measured in the same processes, in turns with the network: "
+        f"each of {s['turns']} processes per code (the codes alternating) runs {s['rounds']} "
+        "rounds of one 2048^2 matmul (torch, same threads) then 32 tiles at each batch "
+        "size. 'best' is the fastest round (closest to an idle machine; the fraction is "
+        "best over the best GEMM), 'paired' the median over rounds of the network's rate "
+        "over that round's GEMM rate (robust to the load changing between rounds).",
         "",
-        "| backend | batch | tiles/s | ms/tile | GFLOP/s | fraction of GEMM rate |",
+        "| code | batch | tiles/s best | tiles/s median | fraction of GEMM (best / best) | "
+        "fraction of GEMM (paired median) |",
         "|---|---|---|---|---|---|",
     ]
+    for row in summary:
+        lines.append(
+            f"| {row['code']} | {row['batch']} | {_f(row['best'], 1)} | {_f(row['median'], 1)} "
+            f"| {_f(row['fraction_best'])} | {_f(row['fraction_paired'])} |"
+        )
+    if summary:
+        gemm_rows = {x["code"]: x for x in summary}
+        lines += [
+            "",
+            "GEMM (2048^2, same processes): "
+            + "; ".join(
+                f"{c}: best {x['gemm_best']:.1f}, median {x['gemm_median']:.1f} GFLOP/s"
+                for c, x in gemm_rows.items()
+            )
+            + f". Separate best-of-10 GEMM: torch {_f(gemm.get('torch_best_gflops'), 1)}, "
+            f"numpy {_f(gemm['numpy_best_gflops'], 1)} GFLOP/s.",
+        ]
+        lines += _speed_goals(summary, int(r.get("default_batch", 8)))
+    lines += _other_backends(r, per_tile, gemm)
+    return lines
+
+
+def _speed_goals(summary: list[dict[str, Any]], batch: int) -> list[str]:
+    mine = {x["batch"]: x for x in summary if x["code"] == "this tree"}
+    if batch not in mine or 32 not in mine:
+        return []
+    d, big = mine[batch], mine[32]
+    ok = [d[k] >= 0.8 for k in ("fraction_best", "fraction_paired")]
+    flat = [big[k] >= 0.97 * d[k] for k in ("fraction_best", "fraction_paired")]
+    if all(ok):
+        verdict = "met"
+    elif any(ok):
+        verdict = "met on " + ("best" if ok[0] else "paired")
+    else:
+        verdict = "not met"
+    return [
+        "",
+        f"**Default CPU batch {batch}: {_f(d['fraction_best'])} (best) / "
+        f"{_f(d['fraction_paired'])} (paired) of the GEMM rate** (goal >= 0.80: {verdict}); "
+        f"batch 32: {_f(big['fraction_best'])} / {_f(big['fraction_paired'])} (goal: no worse "
+        f"than batch {batch}, within 3 %: {'met' if all(flat) else 'not met'}).",
+    ]
+
+
+def _other_backends(r: dict[str, Any], per_tile: float, gemm: dict[str, Any]) -> list[str]:
+    """Rows of the PyTorch and CUDA backends (measured alone, median call time)."""
     names = {
         "onnx": "ONNX Runtime CPU",
         "torch": "PyTorch eager CPU",
@@ -683,18 +880,27 @@ def md_speed(sec: dict[str, Any]) -> list[str]:
         "torch-cuda-bf16": "PyTorch CUDA bf16",
         "onnx-cuda": "ONNX Runtime CUDA",
     }
+    peak = gemm.get("torch_best_gflops") or gemm["numpy_best_gflops"]
+    lines = [
+        "",
+        "Other backends (each alone, median call time after a warm-up call):",
+        "",
+        "| backend | batch | tiles/s | ms/tile | GFLOP/s | fraction of GEMM rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for b in r["speed"]:
         for row in b["rows"]:
             rate = row["tiles_per_s"] * per_tile / 1e9
             frac = _f(rate / peak) if "cuda" not in b["backend"] else "n/a"
             lines.append(
-                f"| {names[b['backend']]} | {row['batch']} | "
-                f"{_f(row['tiles_per_s'])} | {1000 / row['tiles_per_s']:.0f} | "
-                f"{rate:.1f} | {frac} |"
+                f"| {names[b['backend']]} | {row['batch']} | {_f(row['tiles_per_s'])} | "
+                f"{1000 / row['tiles_per_s']:.0f} | {rate:.1f} | {frac} |"
             )
     gpu = r["gpu"]
     if not (gpu["torch_cuda"] or gpu["ort_cuda"]):
         lines.append("| PyTorch CUDA fp32 / bf16, ONNX Runtime CUDA | - | no GPU | | | |")
+    if not r["speed"]:
+        lines.append("| PyTorch eager CPU | - | no checkpoint given (`--checkpoint`) | | | |")
     return lines
 
 
@@ -725,12 +931,48 @@ def md_demo(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def md_plan(sec: dict[str, Any]) -> list[str]:
+    r, s = sec["results"], sec["settings"]
+    lines = [
+        "### Planning a large output (graph only)",
+        "",
+        "`tilesr.restore` on a lazy zero input (float32, LR chunks of "
+        f"{s['input_chunk']}^2) with the intensity range given, so nothing is computed: "
+        "the time to make the plan and build the graph, and the client's memory (peak RSS "
+        "of its own process, and the growth of its RSS while planning). Default blocks; the "
+        "model is opened and probed before the clock starts.",
+        "",
+        "| output | code | blocks | tiles | planning time | peak RSS | RSS growth |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        out = f"{row['size']:.0e}".replace("+0", "").replace("1e", "10^") + " square"
+        if row.get("refused"):
+            lines.append(f"| {out} | {row['code']} | refused: {row['refused'][:90]}... | | | | |")
+            continue
+        grow = row["rss_after_mib"] - row["rss_before_mib"]
+        lines.append(
+            f"| {out} | {row['code']} | {row['blocks']} | {row['tiles']:.3g} | "
+            f"{_f(row['seconds'], 2)} s | {row['peak_rss_mib']:.0f} MiB | {grow:.0f} MiB |"
+        )
+    big = [x for x in r["rows"] if x["size"] == 10**6 and x["code"] == "this tree"]
+    if big and not big[0].get("refused"):
+        ok = big[0]["seconds"] < PLAN_GOAL_S and big[0]["peak_rss_mib"] < PLAN_GOAL_MIB
+        lines += [
+            "",
+            f"**10^6 x 10^6: {_f(big[0]['seconds'], 1)} s, {big[0]['peak_rss_mib']:.0f} MiB "
+            f"peak** (goal < {PLAN_GOAL_S:.0f} s and < 1 GB: {'met' if ok else 'not met'}).",
+        ]
+    return lines
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "efficiency": md_efficiency,
     "memory": md_memory,
     "peer": md_peer,
     "speed": md_speed,
     "demo": md_demo,
+    "plan": md_plan,
 }
 
 

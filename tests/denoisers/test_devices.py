@@ -67,3 +67,29 @@ def test_two_installed_runtimes_are_named_in_one_line(model, fresh_cache, monkey
         providers_for("auto")
     (line,) = [r.getMessage() for r in caplog.records if r.name == "tilesr"]
     assert "onnxruntime 1.32.0 and onnxruntime-gpu 1.31.1 are both installed" in line
+
+
+def test_cpu_calls_hold_at_most_cpu_call_tiles(model, fresh_cache, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(onnx_backend, "CPU_CALL_TILES", 3)
+    den = OnnxDenoiser(model, device="cpu")
+    session, sizes = den.session, []
+
+    class Counting:  # the cached session, with the batch of every call recorded
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+        def run(self, names, feeds):
+            sizes.append(len(next(iter(feeds.values()))))
+            return session.run(names, feeds)
+
+    rng = np.random.default_rng(0)
+    x, c = (rng.standard_normal((7, 1, 32, 32), dtype=np.float32) for _ in range(2))
+    t = rng.uniform(0, 99, 7).astype(np.float32)
+    one = [den.predict(x[i : i + 1], c[i : i + 1], t[i : i + 1]) for i in range(7)]
+    alone = np.concatenate(one)
+    monkeypatch.setattr(OnnxDenoiser, "session", property(lambda self: Counting()))
+    together = den.predict(x, c, t)
+    assert sizes == [3, 3, 1]
+    assert together.tobytes() == alone.tobytes()  # split or not, the same bits

@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.onnx_models import regression_model
+from tests.onnx_models import analytic_model, regression_model
+from tests.onnx_models import test_metadata as small_metadata
 from tilesr.denoisers import onnx_backend
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.engine.model import EngineModel, open_model
@@ -32,6 +33,62 @@ def test_defaults_are_filled_in_from_the_model(models):
     assert o.axes == "yx" and o.threads == 1 and o.batch_size == 8
     assert plan.context == meta.tile_size  # fused: one tile around each block
     assert make_plan(RestoreOptions(fuse="final"), model, (40, 50)).context == 0
+
+
+def test_a_block_context_smaller_than_a_tile(models, tmp_path):
+    model = open_model(models["spatial2"], ONE_THREAD)  # tile 32, overlap 8: stride 24
+    shape = (120, 120)  # 240 HR pixels: blocks of 48 px
+    full = make_plan(RestoreOptions(block_size=48), model, shape)
+    part = make_plan(RestoreOptions(block_size=48, context=8), model, shape)
+    assert (full.context, part.context) == (32, 8)
+    assert part.record()["context"] == 8 and part.record() != full.record()
+    counts = {c: block_tiles(model, shape, c) for c in (0, 8, 17, 25, 41)}
+    for context, found in counts.items():
+        # every tile of the global grid that comes within ``context`` px of the block
+        assert found == brute_force_tiles(shape, 2, 32, 8, 48, context)
+    totals = [sum(counts[c].values()) for c in (0, 8, 17, 25, 41)]
+    assert totals == sorted(set(totals))  # each of these contexts adds tiles
+    with pytest.raises(TilesrError, match="context applies to fuse='step' only"):
+        make_plan(RestoreOptions(fuse="final", context=8), model, shape)
+    with pytest.raises(TilesrError, match="context must be an integer of at least 0"):
+        RestoreOptions(context=-1)
+    # the uncertainty is pooled on the canvas: the context must hold what the pooling reads
+    meta = replace(small_metadata(), uncertainty_pool=2.0)
+    pooled = open_model(analytic_model(tmp_path / "p.onnx", metadata=meta), ONE_THREAD)
+    with pytest.raises(TilesrError, match="at least the 8 px the uncertainty's pooling reads"):
+        make_plan(RestoreOptions(samples=2, context=4), pooled, shape)
+    assert make_plan(RestoreOptions(samples=1, context=4), pooled, shape).context == 4
+
+
+def block_tiles(model, shape, context):
+    import dask.array as da
+
+    from tilesr.data.normalize import IntensityRange
+    from tilesr.engine import restore
+
+    lr = da.zeros(shape, dtype=np.float32)
+    options = RestoreOptions(block_size=48, context=context)
+    return dict(restore(lr, model, options, intensity_range=IntensityRange(0, 1)).block_tiles)
+
+
+def brute_force_tiles(shape, scale, tile, overlap, block, context):
+    from tilesr.engine.tiling import block_spans, tile_grid
+
+    hr = (shape[0] * scale, shape[1] * scale)
+    tiles = tile_grid(hr, tile, overlap)
+    out = {}
+    for i, by in enumerate(block_spans(hr[0], block)):
+        for j, bx in enumerate(block_spans(hr[1], block)):
+            near = [
+                t
+                for t in tiles
+                if t.outer[0].start < by.stop + context
+                and by.start - context < t.outer[0].stop
+                and t.outer[1].start < bx.stop + context
+                and bx.start - context < t.outer[1].stop
+            ]
+            out[(i, j)] = len(near)
+    return out
 
 
 def test_the_record_is_json_and_leaves_out_only_what_never_changes_a_bit(models):
@@ -63,8 +120,11 @@ def test_geometry_is_checked_against_the_network(models):
         make_plan(RestoreOptions(tile_size=36), model, (40, 50))
     with pytest.raises(TilesrError, match="overlap must be smaller than the tile size"):
         make_plan(RestoreOptions(overlap=32), model, (40, 50))
-    with pytest.raises(TilesrError, match="too large for one restoration"):
-        make_plan(RestoreOptions(), model, (10**6, 10**6))
+    # the limit counts blocks (graph entries), not tiles: a 10^12-pixel input is planned
+    # with the default blocks, and refused when its blocks would be too many
+    assert make_plan(RestoreOptions(), model, (10**6, 10**6)).block_size == 2040
+    with pytest.raises(TilesrError, match=r"too large for one restoration: .* blocks of 64 px"):
+        make_plan(RestoreOptions(block_size=64), model, (10**6, 10**6))
     with pytest.raises(TilesrError, match="axes 'yx' name 2 dimensions"):
         make_plan(RestoreOptions(axes="yx"), model, (2, 40, 50))
 

@@ -25,9 +25,11 @@ from tests.onnx_models import OPSET, analytic_model
 from tests.onnx_models import test_metadata as model_metadata
 from tests.reliability.bounds import bounded
 from tests.reliability.conftest import FAST, assert_one_line_error, run_cli, tree_digest
+from tilesr.data.normalize import IntensityRange
 from tilesr.engine.restore import restore
 from tilesr.errors import TilesrError
 from tilesr.io import open_image, write_ome_zarr
+from tilesr.options import RestoreOptions
 
 # ------------------------------------------------------------------ OME-Zarr metadata
 
@@ -174,31 +176,65 @@ def test_huge_declared_shape_is_refused_at_once(tmp_path, base_zarr):
         bounded(lambda: open_image(path), seconds=10, max_mb=64)
 
 
-def test_large_but_plausible_shape_is_lazy_and_the_restore_refuses_it(tmp_path, models):
-    """Under the reader's limit the image opens lazily; restore refuses before any pass."""
+def _header_only_zarr(path: Path, side: int) -> Path:
+    """An OME-Zarr whose header declares ``side``^2 uint16 pixels; no chunk exists."""
     import zarr
 
-    path = tmp_path / "big.zarr"
     write_ome_zarr(path, np.zeros((64, 64), dtype=np.uint16), axes="yx")
     meta = json.loads((path / "0" / "zarr.json").read_text())
-    meta["shape"] = [2**19, 2**19]  # 2.7e11 pixels, 512 GB as uint16; only the header exists
+    meta["shape"] = [side, side]
     meta["chunk_grid"]["configuration"]["chunk_shape"] = [1024, 1024]
     (path / "0" / "zarr.json").write_text(json.dumps(meta))
-    assert zarr.open_array(str(path / "0")).shape == (2**19, 2**19)
+    assert zarr.open_array(str(path / "0")).shape == (side, side)
+    return path
+
+
+def test_large_but_plausible_shape_is_lazy_and_too_many_blocks_are_refused(tmp_path, models):
+    """Under the reader's limit the image opens lazily; restore refuses a graph of too
+    many blocks before any pass (2^19 x 2^19 pixels in blocks of 64 output pixels)."""
+    path = _header_only_zarr(tmp_path / "big.zarr", 2**19)  # 512 GB as uint16; a header
     image = bounded(lambda: open_image(path), seconds=10, max_mb=64)
     assert image.data.shape == (2**19, 2**19)
+    small_blocks = RestoreOptions(block_size=64)
     with pytest.raises(TilesrError, match="too large"):
-        bounded(lambda: restore(image.data, str(models["analytic2"])), seconds=10, max_mb=64)
+        bounded(
+            lambda: restore(image.data, str(models["analytic2"]), small_blocks),
+            seconds=10,
+            max_mb=64,
+        )
     # the command line refuses it in one line, before reading a pixel
     code, output = bounded(
         lambda: run_cli(
-            "restore", path, tmp_path / "o.zarr", "--model", models["analytic2"], *FAST
+            "restore",
+            path,
+            tmp_path / "o.zarr",
+            "--model",
+            models["analytic2"],
+            "--block-size",
+            "64",
+            *FAST,
         ),
         seconds=20,
         max_mb=128,
     )
     assert_one_line_error(code, output, "too large")
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_slide_sized_plan_holds_blocks_not_tiles(tmp_path, models):
+    """2^17 x 2^17 input pixels at 2x, 32-px tiles: 16641 blocks of ~7700 tiles each.
+
+    A graph that held its tiles (~1e8 windows) would need GBs; one that holds blocks
+    plans in a few MB per thousand blocks, and each task lists its tiles when it runs.
+    """
+    image = open_image(_header_only_zarr(tmp_path / "slide.zarr", 2**17)).data
+    res = bounded(
+        lambda: restore(image, str(models["analytic2"]), intensity_range=IntensityRange(0, 1)),
+        seconds=60,
+        max_mb=120,
+    )
+    assert res.image.numblocks == (129, 129) and len(res.block_tiles) == 129**2
+    assert res.tiles > 10**8  # planned, never listed
 
 
 def test_huge_declared_shape_cli_under_a_memory_limit(tmp_path, base_zarr, models):
@@ -420,6 +456,7 @@ def test_truncated_onnx(tmp_path, small_tiff):
 
 
 def test_restore_of_a_lazy_huge_array_is_refused_without_computing(models):
-    huge = da.zeros((2**20, 2**20), chunks=4096, dtype=np.uint16)
+    # 2^48 pixels: 67 million blocks of the default 2040 px, over the graph's limit
+    huge = da.zeros((2**24, 2**24), chunks=4096, dtype=np.uint16)
     with pytest.raises(TilesrError, match="too large"):
         bounded(lambda: restore(huge, str(models["analytic1"])), seconds=10, max_mb=64)

@@ -75,6 +75,12 @@ Examples:
     help="Tile overlap in output pixels (default: the model's).",
 )
 @click.option(
+    "--context",
+    type=int,
+    default=None,
+    help="Output pixels sampled around each block with --fuse step (default: one tile).",
+)
+@click.option(
     "--batch-size",
     type=int,
     default=None,

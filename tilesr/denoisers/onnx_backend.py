@@ -30,6 +30,11 @@ _CACHE_LOCK = threading.Lock()
 _LOG = logging.getLogger("tilesr")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
+#: most tiles per ``session.run`` on the CPU: larger batches are run in calls of this many
+#: (each tile's result does not depend on the batch). The activations of more than about
+#: 8 tiles of 128^2 outgrow the caches and the network runs slower per tile (batch 32:
+#: 0.77 of the GEMM rate against 0.92 at batch 8 on a quiet 2-core EPYC; docs/benchmarks.md)
+CPU_CALL_TILES = 8
 
 
 def installed_runtimes() -> list[str]:
@@ -96,6 +101,10 @@ def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str,
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # idle intra-op threads sleep instead of spinning between operators and calls: on a
+    # shared or busy machine a spinning thread takes the cores the others need, and ORT's
+    # threads wait for each other at every operator (batch 8 as fast either way when quiet)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     # a CUDA provider that cannot load (no driver, missing CUDA libraries) logs a wall of
     # errors through ORT's default logger before it falls back; say it once ourselves
@@ -194,12 +203,17 @@ class OnnxDenoiser:
         self, noisy: NDArray[np.float32], cond: NDArray[np.float32], t: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         meta = self.metadata
-        feeds = {meta.input_cond: np.ascontiguousarray(cond, dtype=np.float32)}
-        if meta.objective != "regression":
-            feeds[meta.input_noisy] = np.ascontiguousarray(noisy, dtype=np.float32)
-            feeds[meta.input_timestep] = np.ascontiguousarray(t, dtype=np.float32)
-        (output,) = self.session.run([meta.output], feeds)
-        return np.asarray(output, dtype=np.float32)
+        session = self.session
+        step = CPU_CALL_TILES if session.get_providers()[0] == CPU else len(cond)
+        outputs = []
+        for b0 in range(0, max(len(cond), 1), max(step, 1)):
+            part = slice(b0, b0 + step)
+            feeds = {meta.input_cond: np.ascontiguousarray(cond[part], dtype=np.float32)}
+            if meta.objective != "regression":
+                feeds[meta.input_noisy] = np.ascontiguousarray(noisy[part], dtype=np.float32)
+                feeds[meta.input_timestep] = np.ascontiguousarray(t[part], dtype=np.float32)
+            outputs.append(np.asarray(session.run([meta.output], feeds)[0], dtype=np.float32))
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def __getstate__(self) -> dict[str, Any]:
         # only the path and options travel; the worker rebuilds (and caches) the session

@@ -156,7 +156,9 @@ class DDPMSampler:
             if noise is None:
                 raise ValueError("DDPM needs noise for every step but the last")
             mean = mean + math.sqrt(variance) * noise
-        return StepOutput(mean.astype(np.float32), pred_x0.astype(np.float32))
+        return StepOutput(
+            mean.astype(np.float32, copy=False), pred_x0.astype(np.float32, copy=False)
+        )
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,9 @@ class DDIMSampler:
             if noise is None:
                 raise ValueError("DDIM with eta > 0 needs noise")
             prev = prev + sigma * noise
-        return StepOutput(prev.astype(np.float32), pred_x0.astype(np.float32))
+        return StepOutput(
+            prev.astype(np.float32, copy=False), pred_x0.astype(np.float32, copy=False)
+        )
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,9 @@ class DPMSolverPP2MSampler:
         pred_x0, _ = _estimates(output, x_t, abar_t, self.prediction, self.clip_x0)
         if t_prev < 0:
             # final step to sigma = 0: the first-order update returns x_0 itself
-            return StepOutput(pred_x0.astype(np.float32), pred_x0.astype(np.float32))
+            return StepOutput(
+                pred_x0.astype(np.float32, copy=False), pred_x0.astype(np.float32, copy=False)
+            )
         h = self._lambda(abar_prev) - self._lambda(abar_t)
         sigma_ratio = math.sqrt((1 - abar_prev) / (1 - abar_t))
         alpha_prev = math.sqrt(abar_prev)
@@ -242,7 +248,11 @@ class DPMSolverPP2MSampler:
             r = prev_h / h
             d = (1 + 1 / (2 * r)) * pred_x0 - (1 / (2 * r)) * prev_x0  # Alg. 2 of DPM-Solver++
         prev = sigma_ratio * x_t - alpha_prev * phi * d
-        return StepOutput(prev.astype(np.float32), pred_x0.astype(np.float32), (pred_x0, h))
+        return StepOutput(
+            prev.astype(np.float32, copy=False),
+            pred_x0.astype(np.float32, copy=False),
+            (pred_x0, h),
+        )
 
 
 def make_sampler(

@@ -122,10 +122,13 @@ def _sample_fused(
     entries = [(j, s) for j in range(len(active_slices)) for s in range(n)]
     per_entry = 1.0 / (n * len(timesteps))
 
+    acc = np.empty((n, *shape), dtype=np.float64)  # reused by every step
+    weighted = np.empty(weight.shape, dtype=np.float64)
+
     def predict(x: NDArray[np.float32], t: int) -> NDArray[np.float32]:
         # float64 accumulation: equal predictions from overlapping tiles blend back to
         # exactly themselves (a per-pixel network gives the untiled result bit for bit)
-        acc = np.zeros((n, *shape), dtype=np.float64)
+        acc.fill(0.0)
         for b0 in range(0, len(entries), plan.batch_size):
             batch = entries[b0 : b0 + plan.batch_size]
             noisy = np.stack([x[s][active_slices[j]] for j, s in batch])[:, None]
@@ -133,7 +136,7 @@ def _sample_fused(
             tt = np.full((len(batch),), t, dtype=np.float32)
             outputs = denoiser.predict(noisy, cnd, tt)[:, 0]
             for (j, s), e in zip(batch, outputs, strict=True):
-                acc[s][active_slices[j]] += weight * e
+                acc[s][active_slices[j]] += np.multiply(weight, e, out=weighted)
             report(len(batch) * per_entry)
         if skipped_slices:
             # a skipped tile predicts the output for which x0 = cond (background)
@@ -141,15 +144,18 @@ def _sample_fused(
             bg = output_for_x0(cond, x, abar, plan.metadata.prediction)
             for sl in skipped_slices:
                 acc[(slice(None), *sl)] += weight * bg[(slice(None), *sl)]
-        return (acc / wsum).astype(np.float32)
+        return np.divide(acc, wsum, out=acc).astype(np.float32)
 
     seed = plan.options.seed
 
     def step_noise(i: int) -> NDArray[np.float32]:
         return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n), origin, shape)
 
-    noise0 = keyed_normal_batch(sample_keys(seed, INITIAL_NOISE, 0, plane, n), origin, shape)
-    x_start = initial_state(sampler.schedule, plan.start, cond, noise0)
+    # the initial noise is not kept: one canvas less in memory while sampling
+    keys = sample_keys(seed, INITIAL_NOISE, 0, plane, n)
+    x_start = initial_state(
+        sampler.schedule, plan.start, cond, keyed_normal_batch(keys, origin, shape)
+    )
     return run_reverse(predict, x_start, sampler, timesteps, step_noise)
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import start_timestep
 from tilesr.diffusion.schedule import build_schedule
+from tilesr.diffusion.uncertainty import pooling_reach
 from tilesr.engine.model import EngineModel
 from tilesr.errors import TilesrError
 from tilesr.io.axes import AXIS_LETTERS, check_axes
@@ -30,10 +31,11 @@ from tilesr.progress import Progress
 #: 1.77x the bare tile grid and 2048-px blocks 1.38x (tools/bench_engine.py), for ~2.6x
 #: the canvas memory per block (a few hundred MB).
 DEFAULT_BLOCK = 2048
-#: most tile windows one restoration may plan: the graph holds every tile of every block
-#: (a few hundred bytes each), so this bounds it to a few GB and refuses absurd shapes
-#: before any pass over the input
-MAX_GRAPH_TILES = 2**23
+#: most blocks one restoration may plan: the client's graph holds one small entry per
+#: block (about 1 KB, none per tile: tools/bench_engine.py, plan), so this bounds it to a
+#: few GB; at the default 2016-px blocks it is a 4-million-pixel-square output (about 70 TB
+#: of float32), far beyond what a store holds. Larger blocks raise it.
+MAX_GRAPH_BLOCKS = 2**22
 #: options that decide how fast, never what: a block is bit-identical whatever the batch
 #: size and the ONNX Runtime thread count (tests/engine/test_restore.py), so they are not
 #: part of the record (outputs made with other values are the same, and resume)
@@ -90,9 +92,9 @@ class RestorePlan:
 
     @property
     def context(self) -> int:
-        """HR pixels sampled around a block: one tile under fusion, so that the block's
-        edge tiles have their neighbours (fusion couples all tiles of a canvas)."""
-        return self.tile_size if self.options.fuse == "step" else 0
+        """HR pixels sampled around a block under fusion (by default one tile), so that the
+        block's edge tiles have their neighbours (fusion couples all tiles of a canvas)."""
+        return _filled(self.options.context)
 
     @property
     def background_below(self) -> float | None:
@@ -158,15 +160,18 @@ def make_plan(
     tile = meta.tile_size if options.tile_size is None else options.tile_size
     overlap = meta.overlap if options.overlap is None else options.overlap
     check_tile_geometry(tile, overlap, meta.size_multiple)
+    uncertainty = samples > 1 if options.uncertainty is None else options.uncertainty
+    reach = pooling_reach(meta.uncertainty_pool) if uncertainty else 0
     effective = replace(
         options,
         samples=samples,
         steps=steps,
         sampler=sampler,
         strength=meta.strength if options.strength is None else options.strength,
-        uncertainty=samples > 1 if options.uncertainty is None else options.uncertainty,
+        uncertainty=uncertainty,
         tile_size=tile,
         overlap=overlap,
+        context=block_context(options, tile, reach),
         block_size=options.block_size or default_block_size(tile, overlap),
         batch_size=options.batch_size or model.default_batch_size(),
         threads=model.threads,
@@ -198,6 +203,28 @@ def _sampling(options: RestoreOptions, meta: ModelMetadata) -> tuple[int, int, s
     )
 
 
+def block_context(options: RestoreOptions, tile_size: int, reach: int = 0) -> int:
+    """HR pixels sampled around a block: the option, else one tile; none without fusion.
+
+    ``reach``: the pixels the uncertainty's pooling reads beyond a block (it is computed
+    on the canvas), the least context a block can be given.
+    """
+    given = options.context
+    if options.fuse != "step":
+        if given:
+            raise TilesrError(
+                f"context applies to fuse='step' only (fuse={options.fuse!r} samples every "
+                f"tile on its own), got context {given}"
+            )
+        return 0
+    if given is not None and given < reach:
+        raise TilesrError(
+            f"context must be at least the {reach} px the uncertainty's pooling reads "
+            f"beyond a block, got {given}"
+        )
+    return tile_size if given is None else given
+
+
 def image_axes(axes: str | None, shape: tuple[int, ...]) -> str:
     """The checked axes of an image; by default the last ``ndim`` letters of ``tczyx``."""
     if len(shape) < 2:
@@ -212,24 +239,17 @@ def default_block_size(tile_size: int, overlap: int) -> int:
 
 
 def check_graph_size(shape: tuple[int, ...], plan: RestorePlan) -> None:
-    """Refuse a restoration whose graph would plan more than :data:`MAX_GRAPH_TILES` tiles.
+    """Refuse a restoration whose graph would hold more than :data:`MAX_GRAPH_BLOCKS` blocks.
 
-    Pure arithmetic on the shape (an upper estimate of the tiles all blocks sample), so
-    an input declaring an absurd shape is refused at once, not after minutes of planning.
+    Pure arithmetic on the shape, so an input declaring an absurd shape is refused at
+    once, not after minutes of planning.
     """
-    tile, block = plan.tile_size, plan.block_size
-    stride = tile - plan.overlap
-    total = math.prod(int(n) for n in shape[:-2])
+    blocks = math.prod(int(n) for n in shape[:-2])
     for n in shape[-2:]:
-        length = int(n) * plan.scale
-        blocks = -(-length // block)
-        per_block = min(
-            -(-max(length - tile, 0) // stride) + 1,
-            -(-(block + 2 * plan.context) // stride) + 1,
-        )
-        total *= blocks * per_block
-    if total > MAX_GRAPH_TILES:
+        blocks *= -(-int(n) * plan.scale // plan.block_size)
+    if blocks > MAX_GRAPH_BLOCKS:
         raise TilesrError(
-            f"image of shape {tuple(shape)} is too large for one restoration: about {total} "
-            f"tiles of {tile} px (at most {MAX_GRAPH_TILES}); restore a pyramid level or a crop"
+            f"image of shape {tuple(shape)} is too large for one restoration: {blocks} blocks "
+            f"of {plan.block_size} px (at most {MAX_GRAPH_BLOCKS}); use larger blocks, or "
+            "restore a pyramid level or a crop"
         )

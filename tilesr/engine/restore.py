@@ -22,10 +22,11 @@ whole image; a context of one tile keeps the block edges away from the canvas ed
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import os
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,13 +34,22 @@ from numpy.typing import NDArray
 
 from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange
-from tilesr.data.resize import BICUBIC_MARGIN, bicubic_padding
+from tilesr.data.resize import BICUBIC_MARGIN
 from tilesr.denoisers.base import Denoiser
 from tilesr.diffusion.uncertainty import predictive_std
+from tilesr.engine.blocks import (
+    AxisBlock,
+    BlockJob,
+    BlockTiles,
+    axis_blocks,
+    plan_block,
+    reflect_index,
+)
 from tilesr.engine.canvas import sample_canvas
+from tilesr.engine.memory import return_freed_memory
 from tilesr.engine.model import EngineModel, open_model, probe
 from tilesr.engine.plan import RestorePlan, make_plan
-from tilesr.engine.tiling import Span, TileWindow, block_spans, bounding_box, tile_grid
+from tilesr.engine.tiling import Span
 from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
 from tilesr.options import RestoreOptions
@@ -72,14 +82,14 @@ class RestoreResult:
     block_tiles
         Tiles sampled by each block, keyed by the block's chunk index
         ``(*lead_index, i, j)`` in ``image`` (a resumed run advances its progress bar
-        by the blocks it skips).
+        by the blocks it skips); computed from per-axis counts, not stored per block.
     """
 
     image: da.Array
     uncertainty: da.Array | None
     intensity_range: IntensityRange
     plan: RestorePlan
-    block_tiles: dict[tuple[int, ...], int] = field(default_factory=dict)
+    block_tiles: BlockTiles
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -88,20 +98,7 @@ class RestoreResult:
     @property
     def tiles(self) -> int:
         """Tiles all blocks sample (the total of a progress bar)."""
-        return sum(self.block_tiles.values())
-
-
-@dataclass(frozen=True)
-class BlockJob:
-    """Everything one block task needs to know besides the data, the plan and the model."""
-
-    plane: int
-    block: tuple[Span, Span]  # output pixels (global HR)
-    canvas: tuple[Span, Span]  # sampled HR pixels (global; may pass the image edge)
-    tiles: tuple[TileWindow, ...]
-    lr_need: tuple[Span, Span]  # LR pixels the canvas needs (may pass the edge: reflected)
-    lr_read: tuple[Span, Span]  # the part of lr_need's reflection read from the input
-    lr_shape: tuple[int, int]  # the whole input plane
+        return self.block_tiles.total
 
 
 def global_intensity_range(
@@ -122,55 +119,12 @@ def global_intensity_range(
     return IntensityRange(float(lo), float(hi))
 
 
-def _reflect_index(idx: NDArray[np.int64], n: int) -> NDArray[np.int64]:
-    """Mirror indices into [0, n) as the bicubic's own padding does (edge for tiny axes)."""
-    if bicubic_padding(n) == "edge":
-        return np.clip(idx, 0, n - 1)
-    period = 2 * (n - 1)
-    m = np.mod(idx, period)
-    return np.where(m >= n, period - m, m)
-
-
-def plan_block(
-    plane: int,
-    block: tuple[Span, Span],
-    hr_shape: tuple[int, int],
-    lr_shape: tuple[int, int],
-    scale: int,
-    tile_size: int,
-    overlap: int,
-    context: int,
-) -> BlockJob:
-    """Tiles, canvas and input window of one output block (``context`` HR pixels around it)."""
-    region = (
-        Span(block[0].start - context, block[0].stop + context),
-        Span(block[1].start - context, block[1].stop + context),
-    )
-    tiles = tile_grid(hr_shape, tile_size, overlap, region=region)
-    canvas = bounding_box(tiles)
-    margin = BICUBIC_MARGIN if scale > 1 else 0
-    need = tuple(Span(c.start // scale - margin, -(-c.stop // scale) + margin) for c in canvas)
-    read = []
-    for span, n in zip(need, lr_shape, strict=True):
-        idx = _reflect_index(np.arange(span.start, span.stop), n)
-        read.append(Span(int(idx.min()), int(idx.max()) + 1))
-    return BlockJob(
-        plane,
-        block,
-        canvas,
-        tuple(tiles),
-        (need[0], need[1]),
-        (read[0], read[1]),
-        lr_shape,
-    )
-
-
 def block_conditioning(
     lr: NDArray, job: BlockJob, scale: int, intensity: IntensityRange
 ) -> NDArray[np.float32]:
     """The conditioning image of a block's canvas from its LR read (edges reflected)."""
-    rows = _reflect_index(np.arange(job.lr_need[0].start, job.lr_need[0].stop), job.lr_shape[0])
-    cols = _reflect_index(np.arange(job.lr_need[1].start, job.lr_need[1].stop), job.lr_shape[1])
+    rows = reflect_index(np.arange(job.lr_need[0].start, job.lr_need[0].stop), job.lr_shape[0])
+    cols = reflect_index(np.arange(job.lr_need[1].start, job.lr_need[1].stop), job.lr_shape[1])
     window = np.asarray(lr)[np.ix_(rows - job.lr_read[0].start, cols - job.lr_read[1].start)]
     margin = BICUBIC_MARGIN if scale > 1 else 0
     cond = conditioning(window, scale, intensity, margin=margin)
@@ -209,44 +163,69 @@ def restore_block(
     return np.stack(out).astype(np.float32)
 
 
-def _input_refs(
-    name: str,
-    bounds: list[NDArray[np.int64]],
-    lead_index: tuple[int, ...],
-    read: tuple[Span, Span],
-) -> tuple[list[list[tuple[Any, ...]]], tuple[tuple[int, ...], slice, slice]]:
-    """Keys of the input chunks under a block's LR read window, and where it lies in them.
+def _axis_refs(bounds: NDArray[np.int64], read: Span) -> tuple[range, slice]:
+    """The input chunks (along one axis) under an LR read window, and where it lies in them.
 
     Reading chunk keys directly (instead of slicing the dask array once per block)
     keeps building the graph of a whole slide fast; the window is the same either way.
     """
-    lead_chunks, lead_offsets = [], []
-    for k, b in zip(lead_index, bounds[:-2], strict=True):
+    c0 = int(np.searchsorted(bounds, read.start, side="right")) - 1
+    c1 = int(np.searchsorted(bounds, read.stop - 1, side="right")) - 1
+    return range(c0, c1 + 1), read.slice(int(bounds[c0]))
+
+
+def _lead_refs(
+    bounds: list[NDArray[np.int64]], lead_index: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The input chunk holding a plane along each leading axis, and the plane's offset in it."""
+    chunks, offsets = [], []
+    for k, b in zip(lead_index, bounds, strict=True):
         c = int(np.searchsorted(b, k, side="right")) - 1
-        lead_chunks.append(c)
-        lead_offsets.append(k - int(b[c]))
-    ranges, cuts = [], []
-    for span, b in zip(read, bounds[-2:], strict=True):
-        c0 = int(np.searchsorted(b, span.start, side="right")) - 1
-        c1 = int(np.searchsorted(b, span.stop - 1, side="right")) - 1
-        ranges.append(range(c0, c1 + 1))
-        cuts.append(span.slice(int(b[c0])))
-    keys = [[(name, *lead_chunks, cy, cx) for cx in ranges[1]] for cy in ranges[0]]
-    return keys, (tuple(lead_offsets), cuts[0], cuts[1])
+        chunks.append(c)
+        offsets.append(k - int(b[c]))
+    return tuple(chunks), tuple(offsets)
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """What every block task shares: the per-axis plans, where the LR windows lie in the
+    input chunks, and the leading axes (one copy for the whole graph)."""
+
+    axes: tuple[tuple[AxisBlock, ...], tuple[AxisBlock, ...]]
+    cuts: tuple[tuple[slice, ...], tuple[slice, ...]]  # LR window in its assembled chunks
+    lead_offsets: tuple[tuple[int, ...], ...]  # per plane: its index in its input chunk
+    geometry: tuple[Any, ...]  # the rest of plan_block's arguments
+
+
+def _window(chunks: list[list[NDArray]], ys: slice, xs: slice) -> NDArray:
+    """``np.block(chunks)[ys, xs]`` without the whole chunk grid: each chunk's part, joined."""
+    heights = np.cumsum([0, *(row[0].shape[0] for row in chunks)])
+    widths = np.cumsum([0, *(c.shape[1] for c in chunks[0])])
+    parts = []
+    for row, y0, y1 in zip(chunks, heights[:-1], heights[1:], strict=True):
+        top, bottom = max(ys.start, y0) - y0, min(ys.stop, y1) - y0
+        parts.append(
+            [
+                c[top:bottom, max(xs.start, x0) - x0 : min(xs.stop, x1) - x0]
+                for c, x0, x1 in zip(row, widths[:-1], widths[1:], strict=True)
+            ]
+        )
+    return np.block(parts)
 
 
 def _block_task(
-    chunks: list[list[NDArray]],
-    *,
-    where: tuple[tuple[int, ...], slice, slice],
-    n_lead: int,
-    **kwargs: Any,
+    chunks: list[list[NDArray]], plane: int, i: int, j: int, *, blocks: _Blocks, **kwargs: Any
 ) -> NDArray[np.float32]:
-    """Assemble the LR window from its input chunks, restore the block, add the lead axes."""
-    offsets, ys, xs = where
-    window = np.block([[c[offsets] for c in row] for row in chunks])[ys, xs]
-    out = restore_block(window, **kwargs)
-    return out.reshape((out.shape[0], *(1,) * n_lead, *out.shape[1:]))
+    """Plan block (plane, i, j)'s tiles, assemble its LR window from the chunks, restore it."""
+    return_freed_memory()  # once per process: freed canvases go back to the OS
+    offsets = blocks.lead_offsets[plane]
+    planes = [[c[offsets] for c in row] for row in chunks]
+    window = _window(planes, blocks.cuts[0][i], blocks.cuts[1][j])
+    span = (blocks.axes[0][i].block, blocks.axes[1][j].block)
+    out = restore_block(window, plan_block(plane, span, *blocks.geometry), **kwargs)
+    # (mean [, std]); the image alone is the block itself, with no getitem task per block
+    shape = (*(1,) * len(offsets), *out.shape[1:])
+    return out.reshape((len(out), *shape) if len(out) > 1 else shape)
 
 
 def as_image(image: Any) -> da.Array:
@@ -322,10 +301,10 @@ def restore_planned(
         probe(model, plan.tile_size)
     meta = plan.metadata
     intensity = intensity_range or global_intensity_range(image, meta.norm_low, meta.norm_high)
-    stacked, block_tiles = _block_graph(image, model.denoiser, plan, intensity)
+    outputs, block_tiles = _block_graph(image, model.denoiser, plan, intensity)
     return RestoreResult(
-        image=stacked[0],
-        uncertainty=stacked[1] if plan.options.uncertainty else None,
+        image=outputs[0],
+        uncertainty=outputs[1] if plan.options.uncertainty else None,
         intensity_range=intensity,
         plan=plan,
         block_tiles=block_tiles,
@@ -334,8 +313,13 @@ def restore_planned(
 
 def _block_graph(
     image: da.Array, denoiser: Denoiser, plan: RestorePlan, intensity: IntensityRange
-) -> tuple[da.Array, dict[tuple[int, ...], int]]:
-    """The stacked (mean [, std]) output array, one task per block, and each block's tiles."""
+) -> tuple[list[da.Array], BlockTiles]:
+    """The image [and uncertainty] arrays, one task per block, and each block's tiles.
+
+    The graph holds one entry per block and no tile: the blocks along each axis are
+    planned once (:func:`~tilesr.engine.blocks.axis_blocks`), an entry names only its
+    block's indices and input chunks, and each task lists its own tiles when it runs.
+    """
     import dask
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
@@ -343,29 +327,48 @@ def _block_graph(
     scale, lead = plan.scale, tuple(int(n) for n in image.shape[:-2])
     lr_shape = (int(image.shape[-2]), int(image.shape[-1]))
     hr_shape = (lr_shape[0] * scale, lr_shape[1] * scale)
-    n_out = 2 if plan.options.uncertainty else 1
     token = dask.base.tokenize(image.name, plan.options, plan.metadata, intensity, denoiser)
     name = f"tilesr-restore-{token}"
     bounds = [np.cumsum([0, *c]) for c in image.chunks]
-    y_blocks = list(block_spans(hr_shape[0], plan.block_size))
-    x_blocks = list(block_spans(hr_shape[1], plan.block_size))
     geometry = (hr_shape, lr_shape, scale, plan.tile_size, plan.overlap, plan.context)
-    task = partial(_block_task, plan=plan, intensity=intensity, denoiser=denoiser, n_lead=len(lead))
-    layer: dict[Any, Any] = {}
-    block_tiles: dict[tuple[int, ...], int] = {}
-    for p in range(math.prod(lead)):
-        lead_index = tuple(int(k) for k in np.unravel_index(p, lead)) if lead else ()
-        for i, by in enumerate(y_blocks):
-            for j, bx in enumerate(x_blocks):
-                job = plan_block(p, (by, bx), *geometry)
-                block_tiles[(*lead_index, i, j)] = len(job.tiles)
-                keys, where = _input_refs(image.name, bounds, lead_index, job.lr_read)
-                layer[(name, 0, *lead_index, i, j)] = (partial(task, where=where, job=job), keys)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[image])  # type: ignore[list-item]
-    chunks = (
-        (n_out,),
-        *((1,) * n for n in lead),
-        tuple(b.size for b in y_blocks),
-        tuple(b.size for b in x_blocks),
+    axes = [
+        axis_blocks(hr, lr, *geometry[2:], plan.block_size)
+        for hr, lr in zip(hr_shape, lr_shape, strict=True)
+    ]
+    refs = [[_axis_refs(b, a.lr_read) for a in ax] for b, ax in zip(bounds[-2:], axes, strict=True)]
+    planes = [tuple(int(k) for k in np.unravel_index(p, lead)) for p in range(math.prod(lead))]
+    leads = [_lead_refs(bounds[:-2], index) for index in planes]
+    shared = _Blocks(
+        (tuple(axes[0]), tuple(axes[1])),
+        (tuple(r[1] for r in refs[0]), tuple(r[1] for r in refs[1])),
+        tuple(offsets for _, offsets in leads),
+        geometry,
     )
-    return da.Array(graph, name, chunks, dtype=np.float32), block_tiles
+    task = functools.partial(
+        _block_task, blocks=shared, plan=plan, intensity=intensity, denoiser=denoiser
+    )
+    layer: dict[Any, Any] = {}
+    stacked = f"{name}-stacked" if plan.options.uncertainty else name
+    for p, (index, (lead_chunks, _)) in enumerate(zip(planes, leads, strict=True)):
+        # one key object per input chunk, shared by the (about four) blocks that read it
+        key = functools.cache(lambda cy, cx, c=lead_chunks: (image.name, *c, cy, cx))
+        for i, (rows, _) in enumerate(refs[0]):
+            for j, (cols, _) in enumerate(refs[1]):
+                keys = [[key(cy, cx) for cx in cols] for cy in rows]
+                layer[(stacked, *index, i, j)] = (task, keys, p, i, j)
+    chunks = (
+        *((1,) * n for n in lead),
+        tuple(a.block.size for a in axes[0]),
+        tuple(a.block.size for a in axes[1]),
+    )
+    tiles = BlockTiles(lead, tuple(a.tiles for a in axes[0]), tuple(a.tiles for a in axes[1]))
+    graph = HighLevelGraph.from_collections(stacked, layer, dependencies=[image])  # type: ignore[list-item]
+    if not plan.options.uncertainty:
+        return [da.Array(graph, name, chunks, dtype=np.float32)], tiles
+    arrays = []
+    for k, part in enumerate((name, f"{name}-uncertainty")):
+        picks = {(part, *idx[1:]): (operator.getitem, idx, k) for idx in layer}
+        layers: dict[str, Any] = {**graph.layers, part: picks}
+        deps = {**graph.dependencies, part: {stacked}}
+        arrays.append(da.Array(HighLevelGraph(layers, deps), part, chunks, dtype=np.float32))
+    return arrays, tiles

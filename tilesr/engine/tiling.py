@@ -10,6 +10,7 @@ engine pads the canvas for it).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -84,6 +85,22 @@ def _axis_spans(length: int, tile_size: int, overlap: int) -> tuple[Span, ...]:
     return tuple(Span(s, s + tile_size) for s in axis_starts(length, tile_size, overlap))
 
 
+@lru_cache(maxsize=64)
+def _axis_bounds(length: int, tile_size: int, overlap: int) -> tuple[list[int], list[int]]:
+    """Starts and stops of the windows along one axis (both non-decreasing)."""
+    spans = _axis_spans(length, tile_size, overlap)
+    return [s.start for s in spans], [s.stop for s in spans]
+
+
+def axis_windows(length: int, tile_size: int, overlap: int, region: Span) -> tuple[Span, ...]:
+    """The windows along one axis that intersect ``region``, in order (by bisection: a
+    block of a huge image finds its few rows of tiles without scanning them all)."""
+    starts, stops = _axis_bounds(length, tile_size, overlap)
+    first = bisect_right(stops, region.start)  # the first window ending after the start
+    last = bisect_left(starts, region.stop)  # the first window starting at or after the stop
+    return _axis_spans(length, tile_size, overlap)[first:last]
+
+
 def tile_grid(
     shape: tuple[int, int],
     tile_size: int,
@@ -110,11 +127,10 @@ def tile_grid(
     """
     per_axis = []
     for axis, n in enumerate(shape):
-        spans = list(_axis_spans(int(n), tile_size, overlap))
-        if region is not None:
-            # filter each axis first: a block of a huge image touches few rows and columns
-            spans = [s for s in spans if s.intersects(region[axis])]
-        per_axis.append(spans)
+        if region is None:
+            per_axis.append(_axis_spans(int(n), tile_size, overlap))
+        else:
+            per_axis.append(axis_windows(int(n), tile_size, overlap, region[axis]))
     return [TileWindow(outer=(oy, ox)) for oy, ox in product(per_axis[0], per_axis[1])]
 
 
