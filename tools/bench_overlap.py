@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlaps", default="8,16,24,32", help="tile overlaps (HR px)")
     p.add_argument("--contexts", default="0,32,64,128", help="block contexts (HR px)")
     p.add_argument("--w2s", default="39_0,39_2,40_1", help="W2S FIELD_CHANNEL crops ('' none)")
-    p.add_argument("--steps", type=int, default=10, help="sampler steps (model's sampler)")
-    p.add_argument("--samples", type=int, default=1, help="samples per pixel")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--samples", type=int, help="samples per pixel (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--at", type=int, default=8192, help="output size for the work column")
     p.add_argument("--quick", action="store_true", help="one W2S crop of 128 LR px, 2 steps")
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.contexts = [int(v) for v in args.contexts.split(",")]
     args.w2s = [v for v in args.w2s.split(",") if v]
     if args.quick:
-        args.w2s, args.steps = args.w2s[:1], 2
+        args.w2s = args.w2s[:1]
     return args
 
 
@@ -331,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     model = open_model(args.model)
     meta = model.metadata
+    args.steps = args.steps or (2 if args.quick else meta.steps)
+    args.samples = args.samples or meta.samples
     crops = images(args, meta.scale)
     work = {
         (o, c): work_per_pixel(model, o, c, args.at) for o in args.overlaps for c in args.contexts
