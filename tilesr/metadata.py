@@ -58,6 +58,9 @@ class ModelMetadata:
     scale: int = 2
     tile_size: int = 128
     overlap: int = 32
+    #: default block context (HR pixels sampled around each block with fused sampling,
+    #: tools/bench_overlap.py); None: one tile, as files without this key restore
+    context: int | None = None
     size_multiple: int = 8
     norm_low: float = 0.1
     norm_high: float = 99.9
@@ -111,6 +114,10 @@ class ModelMetadata:
         if self.size_multiple < 1:
             raise TilesrError(f"size_multiple must be positive, got {self.size_multiple}")
         check_tile_geometry(self.tile_size, self.overlap, self.size_multiple)
+        if self.context is not None and not 0 <= self.context <= 8 * self.tile_size:
+            raise TilesrError(
+                f"context must be in [0, {8 * self.tile_size}] pixels, got {self.context!r}"
+            )
         if not 0.0 < self.strength <= 1.0:
             raise TilesrError(f"strength must be in (0, 1], got {self.strength}")
         if not 0 <= self.norm_low < self.norm_high <= 100:
@@ -178,6 +185,7 @@ class ModelMetadata:
                 "scale": int,
                 "tile_size": int,
                 "overlap": int,
+                "context": int,
                 "size_multiple": int,
                 "norm_low": float,
                 "norm_high": float,
@@ -216,9 +224,15 @@ def check_tile_geometry(tile_size: int, overlap: int, size_multiple: int = 1) ->
         )
 
 
+#: metadata keys whose value may be null (None: the engine's own default)
+NULLABLE = frozenset({"context"})
+
+
 def _check_types(values: dict[str, Any], expected: dict[str, type], source: str) -> None:
     for key, value in values.items():
         want = expected[key]
+        if value is None and key in NULLABLE:
+            continue
         ok = isinstance(value, want) and not isinstance(value, bool)
         if want is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)

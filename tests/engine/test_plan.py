@@ -60,6 +60,32 @@ def test_a_block_context_smaller_than_a_tile(models, tmp_path):
     assert make_plan(RestoreOptions(samples=1, context=4), pooled, shape).context == 4
 
 
+def test_the_model_can_declare_its_block_context(tmp_path):
+    shape = (120, 120)
+    meta = replace(small_metadata(), context=16, uncertainty_pool=2.0)  # pooling reads 8 px
+    model = open_model(analytic_model(tmp_path / "c.onnx", metadata=meta), ONE_THREAD)
+    assert model.metadata.context == 16  # survives the file's metadata round trip
+    assert make_plan(RestoreOptions(), model, shape).context == 16
+    assert make_plan(RestoreOptions(context=40), model, shape).context == 40  # option wins
+    assert make_plan(RestoreOptions(fuse="final"), model, shape).context == 0
+    # a default below the pooling's reach is raised to it, not refused
+    low = replace(meta, context=2)
+    lowered = open_model(analytic_model(tmp_path / "l.onnx", metadata=low), ONE_THREAD)
+    assert make_plan(RestoreOptions(samples=2), lowered, shape).context == 8
+    assert make_plan(RestoreOptions(samples=1), lowered, shape).context == 2
+    # a file without the key restores as before: one tile
+    assert (
+        make_plan(
+            RestoreOptions(),
+            open_model(analytic_model(tmp_path / "o.onnx", metadata=small_metadata()), ONE_THREAD),
+            shape,
+        ).context
+        == small_metadata().tile_size
+    )
+    with pytest.raises(TilesrError, match="context must be in"):
+        replace(meta, context=-1)
+
+
 def block_tiles(model, shape, context):
     import dask.array as da
 

@@ -146,6 +146,8 @@ def test_opset_below_17_is_refused(exported: Exported, tmp_path: Path) -> None:
 def test_defaults_chosen_after_training_are_recorded(exported: Exported, tmp_path: Path) -> None:
     assert OnnxDenoiser(exported.report.path, threads=1).metadata.strength == 1.0
     chosen = {
+        "overlap": 24,
+        "context": 32,
         "strength": 0.6,
         "sampler": "ddim",
         "steps": 4,

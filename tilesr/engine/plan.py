@@ -171,7 +171,7 @@ def make_plan(
         uncertainty=uncertainty,
         tile_size=tile,
         overlap=overlap,
-        context=block_context(options, tile, reach),
+        context=block_context(options, tile, reach, meta.context),
         block_size=options.block_size or default_block_size(tile, overlap),
         batch_size=options.batch_size or model.default_batch_size(),
         threads=model.threads,
@@ -203,11 +203,15 @@ def _sampling(options: RestoreOptions, meta: ModelMetadata) -> tuple[int, int, s
     )
 
 
-def block_context(options: RestoreOptions, tile_size: int, reach: int = 0) -> int:
-    """HR pixels sampled around a block: the option, else one tile; none without fusion.
+def block_context(
+    options: RestoreOptions, tile_size: int, reach: int = 0, default: int | None = None
+) -> int:
+    """HR pixels sampled around a block: the option, else the model's ``default``, else
+    one tile; none without fusion.
 
     ``reach``: the pixels the uncertainty's pooling reads beyond a block (it is computed
-    on the canvas), the least context a block can be given.
+    on the canvas), the least context a block can be given; a model default below it is
+    raised to it (an explicit option below it is refused).
     """
     given = options.context
     if options.fuse != "step":
@@ -222,7 +226,9 @@ def block_context(options: RestoreOptions, tile_size: int, reach: int = 0) -> in
             f"context must be at least the {reach} px the uncertainty's pooling reads "
             f"beyond a block, got {given}"
         )
-    return tile_size if given is None else given
+    if given is None:
+        return tile_size if default is None else max(default, reach)
+    return given
 
 
 def image_axes(axes: str | None, shape: tuple[int, ...]) -> str:

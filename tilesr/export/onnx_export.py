@@ -36,9 +36,12 @@ from tilesr.model.checkpoint import (
 from tilesr.model.unet import UNet
 
 MIN_OPSET = 17
-#: metadata an export may set after training: how to sample, and the uncertainty's
-#: calibration (tools/calibrate.py); nothing that would change what the weights mean
+#: metadata an export may set after training: how to tile (tools/bench_overlap.py) and
+#: sample, and the uncertainty's calibration (tools/calibrate.py); nothing that would
+#: change what the weights mean
 AFTER_TRAINING = (
+    "overlap",
+    "context",
     "strength",
     "sampler",
     "steps",

@@ -265,6 +265,8 @@ class ExportConfig:
     scale: int = 2
     tile_size: int = 128
     overlap: int = 32
+    #: default block context recorded in the model (HR px; None: one tile)
+    context: int | None = None
     norm_low: float = 0.1
     norm_high: float = 99.9
     #: default sampling strength recorded in the model (validation samples with it too)
@@ -282,6 +284,8 @@ class ExportConfig:
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"export scale must be 1, 2, 3 or 4, got {self.scale}")
         _positive(self, "steps", "samples")
+        if self.context is not None and self.context < 0:
+            raise TilesrError(f"export context must be >= 0 pixels, got {self.context}")
         if self.sampler not in SAMPLER_NAMES:
             raise TilesrError(
                 f"export sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}"

@@ -96,6 +96,7 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         scale=ec.scale,
         tile_size=ec.tile_size,
         overlap=ec.overlap,
+        context=ec.context,
         size_multiple=config.model.size_multiple,
         norm_low=ec.norm_low,
         norm_high=ec.norm_high,
