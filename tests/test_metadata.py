@@ -36,6 +36,10 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
         ({"prediction": "score"}, "prediction must be one of epsilon, x0, v, got 'score'"),
         ({"objective": "gan"}, "objective must be one of diffusion, regression"),
         ({"objective": "regression", "prediction": "v"}, "a regression model predicts the image"),
+        (
+            {"objective": "regression", "prediction": "x0", "steps": 20},
+            "a regression model is evaluated once per tile: steps and samples must be 1",
+        ),
         ({"sampler": "euler"}, "sampler must be one of ddpm, ddim, dpmpp"),
         ({"steps": 0}, "steps must be a positive integer, got 0"),
         ({"samples": 0}, "samples must be a positive integer, got 0"),
@@ -44,3 +48,15 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
 def test_impossible_values_are_refused_by_name(change, message):
     with pytest.raises(TilesrError, match=message):
         replace(ModelMetadata(), **change)
+
+
+def test_a_regression_config_exports_no_sampling_defaults():
+    from pathlib import Path
+
+    from tilesr.export.onnx_export import REGRESSION_FIXED, export_defaults
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    regression = export_defaults(configs / "regression.yaml")
+    assert not set(REGRESSION_FIXED) & set(regression)
+    assert regression["context"] == 32  # the tiling is still chosen after training
+    assert export_defaults(configs / "bundled.yaml")["steps"] == 4

@@ -97,6 +97,11 @@ class ModelMetadata:
             raise TilesrError(
                 f"a regression model predicts the image (x0), got prediction {self.prediction!r}"
             )
+        if self.objective == "regression" and (self.steps, self.samples) != (1, 1):
+            raise TilesrError(
+                "a regression model is evaluated once per tile: steps and samples must be 1, "
+                f"got {self.steps} and {self.samples}"
+            )
         if self.sampler not in SAMPLERS:
             raise TilesrError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         for name in ("steps", "samples"):

@@ -49,6 +49,8 @@ AFTER_TRAINING = (
     "uncertainty_scale",
     "uncertainty_pool",
 )
+#: what a regression model's objective fixes (one deterministic evaluation per tile)
+REGRESSION_FIXED = ("strength", "sampler", "steps", "samples")
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3
 
@@ -148,8 +150,12 @@ def export_defaults(config_path: str | Path) -> dict[str, Any]:
 
     from tilesr.training.config import load_config
 
-    export = dataclasses.asdict(load_config(config_path).export)
-    return {k: export[k] for k in AFTER_TRAINING}
+    config = load_config(config_path)
+    export = dataclasses.asdict(config.export)
+    keys = AFTER_TRAINING
+    if config.training.objective == "regression":  # one evaluation: no sampling to choose
+        keys = tuple(k for k in keys if k not in REGRESSION_FIXED)
+    return {k: export[k] for k in keys}
 
 
 def _max_opset() -> int:
