@@ -133,9 +133,9 @@ class ModelMetadata:
 
     def to_props(self) -> dict[str, str]:
         """Serialise to ONNX metadata_props."""
-        return {
-            _PROP_KEY: json.dumps({"format": FORMAT_NAME, **asdict(self)}, sort_keys=True),
-        }
+        # an unset nullable key is left out, so older tilesr versions still read the file
+        values = {k: v for k, v in asdict(self).items() if not (v is None and k in NULLABLE)}
+        return {_PROP_KEY: json.dumps({"format": FORMAT_NAME, **values}, sort_keys=True)}
 
     @classmethod
     def from_props(cls, props: dict[str, str], *, source: str = "model") -> ModelMetadata:

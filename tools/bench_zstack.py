@@ -63,7 +63,8 @@ def run(stack: np.ndarray, model: Path | None, gt: np.ndarray | None, settings) 
     out: dict = {}
     for label, kwargs in settings:
         start = time.perf_counter()
-        result = tilesr.restore(stack, model, axes="zyx", **kwargs)
+        options = tilesr.RestoreOptions(axes="zyx", **kwargs)
+        result = tilesr.restore(stack, None if model is None else str(model), options)
         restored = result.image.compute()
         span = result.intensity_range.span
         row = {"axial": axial(restored, span), "seconds": time.perf_counter() - start}

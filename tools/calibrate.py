@@ -100,9 +100,9 @@ def main() -> None:
     real = next(k for k in data if "W2S" in k)
     table = []
     for pool in (float(p) for p in args.pools.split(",")):
-        z = np.concatenate([
-            (np.abs(e) / np.maximum(pooled(s, pool), 1e-12)).ravel() for e, s in data[real]
-        ])
+        z = np.concatenate(
+            [(np.abs(e) / np.maximum(pooled(s, pool), 1e-12)).ravel() for e, s in data[real]]
+        )
         scale = float(np.quantile(z, TARGET_1SIGMA))
         row = {"pool": pool, "scale": scale}
         row.update({name: scores(pairs, pool, scale) for name, pairs in data.items()})
