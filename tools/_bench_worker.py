@@ -370,17 +370,15 @@ def task_speed(args: dict[str, Any]) -> dict[str, Any]:
 
 def _gemm_call(n: int, threads: int) -> tuple[Any, str]:
     """One fp32 n x n matmul as a call, with torch (threads set) or else numpy."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
     try:
         import torch
-
-        torch.set_num_threads(threads)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        return (lambda: torch.mm(ta, tb)), "torch"
     except ImportError:
-        return (lambda: a @ b), "numpy"
+        return _numpy_gemm_call(n)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    ta = torch.from_numpy(rng.standard_normal((n, n), dtype=np.float32))
+    tb = torch.from_numpy(rng.standard_normal((n, n), dtype=np.float32))
+    return (lambda: torch.mm(ta, tb)), "torch"
 
 
 def task_speed_paired(args: dict[str, Any]) -> dict[str, Any]:
@@ -428,36 +426,29 @@ def task_speed_paired(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_gemm(args: dict[str, Any]) -> dict[str, Any]:
+    """Best and median fp32 GEMM rate of torch (when installed) and of numpy."""
     n, threads, repeats = int(args["n"]), int(args["threads"]), int(args["repeats"])
-    flops = 2.0 * n**3
     out: dict[str, Any] = {"n": n, "threads": threads}
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        torch.mm(ta, tb)
+    calls = [_gemm_call(n, threads)]
+    if calls[0][1] == "torch":
+        calls.append(_numpy_gemm_call(n))
+    for call, lib in calls:
+        call()  # warm-up
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            torch.mm(ta, tb)
+            call()
             times.append(time.perf_counter() - start)
-        out["torch_best_gflops"] = flops / min(times) / 1e9
-        out["torch_median_gflops"] = flops / float(np.median(times)) / 1e9
-    except ImportError:
-        pass
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    out["numpy_best_gflops"] = flops / min(times) / 1e9
-    out["numpy_median_gflops"] = flops / float(np.median(times)) / 1e9
+        out[f"{lib}_best_gflops"] = 2.0 * n**3 / min(times) / 1e9
+        out[f"{lib}_median_gflops"] = 2.0 * n**3 / float(np.median(times)) / 1e9
     return out
+
+
+def _numpy_gemm_call(n: int) -> tuple[Any, str]:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    return (lambda: a @ b), "numpy"
 
 
 def task_flops(args: dict[str, Any]) -> dict[str, Any]:
