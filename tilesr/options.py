@@ -25,10 +25,11 @@ FUSE_MODES = ("step", "final")
 NAN_POLICIES = ("refuse", "zero", "mean")
 #: output pixel type: float32, or the input's type (rounded and clipped)
 OUTPUT_DTYPES = ("float32", "input")
-#: noise of the planes of a stack: ``independent`` (keyed by the plane index: neighbouring
-#: planes are independent samples and flicker through z) or ``shared`` (every plane
-#: draws plane 0's noise: axially smooth, but a sampled detail may repeat through z)
-PLANE_NOISE = ("independent", "shared")
+#: noise of the planes of a stack, the default first: ``shared`` (every plane draws plane
+#: 0's noise: axially smooth, but a sampled detail may repeat through z) or
+#: ``independent`` (keyed by the plane index: neighbouring planes are independent
+#: samples and flicker through z)
+PLANE_NOISE = ("shared", "independent")
 #: smallest output block edge (HR pixels)
 MIN_BLOCK = 8
 
@@ -84,7 +85,8 @@ class RestoreOptions:
         ran is recorded in the output; CPU and CUDA results differ in their last bits,
         so a resumed run must run on the same one.
     plane_noise
-        One of :data:`PLANE_NOISE`: whether the planes of a stack get independent noise.
+        One of :data:`PLANE_NOISE`: whether the planes of a stack share plane 0's noise
+        (the default: no flicker through z, tools/bench_zstack.py) or get their own.
     axes
         Names of the input's dimensions (``tczyx`` letters ending with ``yx``). None:
         what the file says; for an array, ``yx``, ``zyx``, ``czyx``, ``tczyx`` by rank.
@@ -109,7 +111,7 @@ class RestoreOptions:
     batch_size: int | None = None
     threads: int | None = None
     device: str = "auto"
-    plane_noise: str = "independent"
+    plane_noise: str = "shared"
     axes: str | None = None
     level: int = 0
     nan_policy: str = "refuse"

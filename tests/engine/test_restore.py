@@ -112,28 +112,33 @@ def test_spatial_model_restores_close_to_the_conditioning(models, lr):
     assert np.abs(out - lr).mean() < 0.05 * span
 
 
-def test_leading_axes_are_planes_with_their_own_noise(models, lr):
+@pytest.mark.parametrize("plane_noise", ["independent", "shared"])
+def test_leading_axes_are_planes_with_their_noise(models, lr, plane_noise):
     stack = np.stack([lr, lr[::-1], lr * 0.5])
     intensity = IntensityRange(100.0, 1100.0)
+    options = RestoreOptions(
+        axes="zyx", samples=1, steps=STEPS, seed=5, block_size=40, plane_noise=plane_noise
+    )
     res = restore(
         da.from_array(stack, chunks=(2, 30, 30)),
         models["analytic1"],
-        RestoreOptions(axes="zyx", samples=1, steps=STEPS, seed=5, block_size=40),
+        options,
         intensity_range=intensity,
     )
     assert res.image.chunks[0] == (1, 1, 1)
     out = res.image.compute()
     for p in range(3):
-        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=p, intensity=intensity)
+        key = p if plane_noise == "independent" else 0  # shared: plane 0's noise
+        ref, _ = _untiled(models["analytic1"], stack[p], samples=1, plane=key, intensity=intensity)
         assert np.array_equal(out[p], ref)
-    # the plane index is in the noise key: identical inputs do not get identical noise
+    # independent: the plane index is in the noise key, so identical inputs differ
     twin = restore(
         da.from_array(np.stack([lr, lr])),
         models["analytic1"],
-        RestoreOptions(steps=STEPS),
+        RestoreOptions(steps=STEPS, plane_noise=plane_noise),
         intensity_range=intensity,
     ).image.compute()
-    assert not np.array_equal(twin[0], twin[1])
+    assert np.array_equal(twin[0], twin[1]) == (plane_noise == "shared")
 
 
 def test_two_leading_axes(models, lr):

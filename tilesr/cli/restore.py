@@ -102,9 +102,10 @@ Examples:
 @click.option(
     "--plane-noise",
     type=click.Choice(PLANE_NOISE),
-    default="independent",
+    default="shared",
     show_default=True,
-    help="Noise of a stack's planes: independent (flickers through z) or shared (smooth).",
+    help="Noise of a stack's planes: shared (every plane gets the first plane's noise: no "
+    "flicker through z) or independent (keyed by plane).",
 )
 @click.option(
     "--block-size",
