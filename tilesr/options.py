@@ -61,8 +61,9 @@ class RestoreOptions:
     context
         HR pixels sampled around each block under ``fuse="step"``: the block's canvas
         holds every tile of the global grid within this distance, so that the block's
-        edge tiles have fused neighbours. None: one tile. A fraction of a tile saves
-        network work (``tools/bench_overlap.py`` measures what it costs in quality);
+        edge tiles have fused neighbours. None: the model's ``context``, else one tile.
+        A fraction of a tile saves network work (``tools/bench_overlap.py`` measures
+        what it costs in quality);
         ``fuse="final"`` samples no context (0).
     block_size
         Output block (= chunk) edge in HR pixels. None: a multiple of the tile stride

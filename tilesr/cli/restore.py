@@ -78,7 +78,8 @@ Examples:
     "--context",
     type=int,
     default=None,
-    help="Output pixels sampled around each block with --fuse step (default: one tile).",
+    help="Output pixels sampled around each block with --fuse step (default: the model's; "
+    "one tile if it declares none).",
 )
 @click.option(
     "--batch-size",
