@@ -50,23 +50,21 @@ def test_impossible_values_are_refused_by_name(change, message):
         replace(ModelMetadata(), **change)
 
 
-def test_a_regression_config_exports_no_sampling_defaults(tmp_path):
+def test_a_regression_config_exports_no_sampling_defaults(tmp_path, monkeypatch):
+    import shutil
     from pathlib import Path
-
-    import yaml
 
     from tilesr.export.onnx_export import REGRESSION_FIXED, export_defaults
 
+    monkeypatch.setenv("TILESR_DATA", str(tmp_path / "no-datasets"))
     configs = Path(__file__).resolve().parents[1] / "configs"
-    simulated = yaml.safe_load((configs / "tiny.yaml").read_text())["data"]  # no files needed
-
-    def defaults(name: str) -> dict:
-        raw = yaml.safe_load((configs / name).read_text())
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump({**raw, "data": simulated, "output_dir": str(tmp_path)}))
-        return export_defaults(path)
-
-    regression = defaults("regression.yaml")
+    for name in ("regression.yaml", "bundled.yaml"):  # copied away from their data
+        shutil.copy(configs / name, tmp_path / name)
+    # an export reads the export and training sections only: no dataset is needed
+    regression = export_defaults(tmp_path / "regression.yaml")
     assert not set(REGRESSION_FIXED) & set(regression)
     assert regression["context"] == 32  # the tiling is still chosen after training
-    assert defaults("bundled.yaml")["steps"] == 4
+    assert export_defaults(tmp_path / "bundled.yaml")["steps"] == 4
+    (tmp_path / "bad.yaml").write_text("export:\n  context: -5\n")
+    with pytest.raises(TilesrError, match="export context must be >= 0 pixels, got -5"):
+        export_defaults(tmp_path / "bad.yaml")

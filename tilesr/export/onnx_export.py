@@ -148,12 +148,12 @@ def export_defaults(config_path: str | Path) -> dict[str, Any]:
     """The :data:`AFTER_TRAINING` keys of a training config's ``export`` section."""
     import dataclasses
 
-    from tilesr.training.config import load_config
+    from tilesr.training.config import load_export_section
 
-    config = load_config(config_path)
-    export = dataclasses.asdict(config.export)
+    export_section, training = load_export_section(config_path)
+    export = dataclasses.asdict(export_section)
     keys = AFTER_TRAINING
-    if config.training.objective == "regression":  # one evaluation: no sampling to choose
+    if training.objective == "regression":  # one evaluation: no sampling to choose
         keys = tuple(k for k in keys if k not in REGRESSION_FIXED)
     return {k: export[k] for k in keys}
 

@@ -406,6 +406,24 @@ def load_config(path: str | Path, *, fetch_missing: bool = False) -> TrainConfig
         With every data path made absolute and checked to exist.
     """
     path = Path(path)
+    raw = _read_yaml(path)
+    if fetch_missing:
+        fetch_referenced(raw, base_dir=path.parent)
+    return config_from_dict(raw, base_dir=path.parent)
+
+
+def load_export_section(path: str | Path) -> tuple[ExportConfig, TrainingConfig]:
+    """A config's checked ``export`` and ``training`` sections, without its data: what an
+    export reads from a config, so it needs none of the config's datasets."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, Mapping):
+        raise TilesrError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    export = _section(ExportConfig, raw.get("export"), "export")
+    return export, _training_section(raw.get("training"), path.parent)
+
+
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise TilesrError(f"config file {str(path)!r} does not exist")
     try:
@@ -414,10 +432,7 @@ def load_config(path: str | Path, *, fetch_missing: bool = False) -> TrainConfig
         raise TilesrError(
             f"config {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}"
         ) from None
-    raw = raw if raw is not None else {}
-    if fetch_missing:
-        fetch_referenced(raw, base_dir=path.parent)
-    return config_from_dict(raw, base_dir=path.parent)
+    return raw if raw is not None else {}
 
 
 def config_from_dict(raw: Any, *, base_dir: str | Path | None = None) -> TrainConfig:
