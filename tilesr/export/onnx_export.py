@@ -152,7 +152,7 @@ def export_defaults(config_path: str | Path) -> dict[str, Any]:
 
     export_section, training = load_export_section(config_path)
     export = dataclasses.asdict(export_section)
-    keys = AFTER_TRAINING
+    keys: tuple[str, ...] = AFTER_TRAINING
     if training.objective == "regression":  # one evaluation: no sampling to choose
         keys = tuple(k for k in keys if k not in REGRESSION_FIXED)
     return {k: export[k] for k in keys}
