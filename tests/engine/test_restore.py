@@ -296,3 +296,34 @@ def test_strength_is_applied_like_untiled_sampling(models, lr, fuse):
 def test_bad_strength_is_refused_before_any_work(models, lr):
     with pytest.raises(TilesrError, match="strength"):
         restore(da.from_array(lr), models["analytic1"], RestoreOptions(strength=1.5))
+
+
+def test_block_tasks_read_their_own_chunks_from_a_file(models, lr, tmp_path):
+    import zarr
+
+    from tilesr.engine.restore import _chunk_reader
+
+    store = zarr.open_array(
+        tmp_path / "lr.zarr", mode="w", shape=lr.shape, chunks=(16, 16), dtype=lr.dtype
+    )
+    store[:] = lr
+    on_disk = da.from_zarr(zarr.open_array(tmp_path / "lr.zarr", mode="r"), inline_array=True)
+    options = RestoreOptions(samples=1, steps=2, block_size=40)
+    intensity = IntensityRange(100.0, 1100.0)
+    read = restore(on_disk, models["analytic1"], options, intensity_range=intensity)
+    from dask.diagnostics import Profiler
+
+    with Profiler() as ran:
+        image = read.image.compute(scheduler="threads")
+    # every chunk read happens inside the block tasks: no input chunk waits in memory for
+    # the other blocks that read it
+    assert {r.key[0] for r in ran.results if isinstance(r.key, tuple)} == {read.image.name}
+    # an input computed from other tasks keeps shared chunk keys (its tasks run once)
+    derived = on_disk + 0
+    assert _chunk_reader(derived)((derived.name, 0, 0)) == (derived.name, 0, 0)
+    shared = restore(derived, models["analytic1"], options, intensity_range=intensity)
+    in_memory = restore(
+        da.from_array(lr, chunks=16), models["analytic1"], options, intensity_range=intensity
+    )
+    for other in (shared, in_memory):  # the same pixels whichever way the chunks travel
+        assert np.array_equal(image, other.image.compute())
