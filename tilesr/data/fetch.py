@@ -21,7 +21,6 @@ corrupt file; a file already there that does not match is an error, never overwr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -394,11 +393,9 @@ def _wheel_target_args(wheel: str) -> list[str]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    import pooch
+
+    return str(pooch.file_hash(str(path), alg="sha256"))
 
 
 @contextlib.contextmanager
