@@ -25,9 +25,9 @@ def profile(model: Path, batch: int, calls: int, threads: int) -> dict[str, floa
     """Microseconds per operator type over ``calls`` calls of ``batch`` tiles."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from tilesr.denoisers.onnx_backend import session_options
+
+    options = session_options(ort, threads)
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "prof")

@@ -96,7 +96,8 @@ def _session(path: str, threads: int | None, device: str) -> Any:
         return session
 
 
-def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str, ...]) -> Any:
+def session_options(ort: Any, threads: int | None) -> Any:
+    """The ``SessionOptions`` every tilesr session runs with (tools profile with them too)."""
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -106,6 +107,11 @@ def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str,
     # threads wait for each other at every operator (batch 8 as fast either way when quiet)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    return options
+
+
+def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str, ...]) -> Any:
+    options = session_options(ort, threads)
     # a CUDA provider that cannot load (no driver, missing CUDA libraries) logs a wall of
     # errors through ORT's default logger before it falls back; say it once ourselves
     ort.set_default_logger_severity(4)
