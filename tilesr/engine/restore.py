@@ -371,12 +371,14 @@ def _block_graph(
     layer: dict[Any, Any] = {}
     stacked = f"{name}-stacked" if plan.options.uncertainty else name
     chunk = _chunk_reader(image)
+    by_key = False  # whether any block names an input chunk by its key
     for p, (index, (lead_chunks, _)) in enumerate(zip(planes, leads, strict=True)):
-        # one key object per input chunk, shared by the (about four) blocks that read it
+        # one object per input chunk, shared by the (about four) blocks that read it
         key = functools.cache(lambda cy, cx, c=lead_chunks: chunk((image.name, *c, cy, cx)))
         for i, (rows, _) in enumerate(refs[0]):
             for j, (cols, _) in enumerate(refs[1]):
                 keys = [[key(cy, cx) for cx in cols] for cy in rows]
+                by_key = by_key or any(isinstance(k, tuple) for row in keys for k in row)
                 layer[(stacked, *index, i, j)] = (task, keys, p, i, j)
     chunks = (
         *((1,) * n for n in lead),
@@ -384,7 +386,9 @@ def _block_graph(
         tuple(a.block.size for a in axes[1]),
     )
     tiles = BlockTiles(lead, tuple(a.tiles for a in axes[0]), tuple(a.tiles for a in axes[1]))
-    graph = HighLevelGraph.from_collections(stacked, layer, dependencies=[image])  # type: ignore[list-item]
+    # blocks that carry their chunk reads need nothing of the input's graph
+    inputs = [image] if by_key else []
+    graph = HighLevelGraph.from_collections(stacked, layer, dependencies=inputs)  # type: ignore[arg-type]
     if not plan.options.uncertainty:
         return [da.Array(graph, name, chunks, dtype=np.float32)], tiles
     arrays = []
