@@ -112,7 +112,7 @@ class RestoreOptions:
     batch_size: int | None = None
     threads: int | None = None
     device: str = "auto"
-    plane_noise: str = "shared"
+    plane_noise: str = PLANE_NOISE[0]
     axes: str | None = None
     level: int = 0
     nan_policy: str = "refuse"

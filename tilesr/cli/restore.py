@@ -103,7 +103,7 @@ Examples:
 @click.option(
     "--plane-noise",
     type=click.Choice(PLANE_NOISE),
-    default="shared",
+    default=PLANE_NOISE[0],
     show_default=True,
     help="Noise of a stack's planes: shared (every plane gets the first plane's noise: no "
     "flicker through z) or independent (keyed by plane).",

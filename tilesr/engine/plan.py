@@ -92,7 +92,7 @@ class RestorePlan:
 
     @property
     def context(self) -> int:
-        """HR pixels sampled around a block under fusion (by default one tile), so that the
+        """HR pixels sampled around a block under fusion (:func:`block_context`), so that the
         block's edge tiles have their neighbours (fusion couples all tiles of a canvas)."""
         return _filled(self.options.context)
 
