@@ -13,7 +13,13 @@ from tilesr.metadata import ModelMetadata
 
 def test_round_trip_keeps_every_field():
     meta = ModelMetadata(
-        prediction="v", sampler="ddim", steps=5, samples=4, strength=1.0, output="v"
+        prediction="v",
+        sampler="ddim",
+        steps=5,
+        samples=4,
+        sample_noise="antithetic",
+        strength=1.0,
+        output="v",
     )
     assert ModelMetadata.from_props(meta.to_props()) == meta
 
@@ -22,12 +28,13 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
     old = {
         k: v
         for k, v in asdict(ModelMetadata(strength=0.6)).items()
-        if k not in ("objective", "sampler", "steps", "samples")
+        if k not in ("objective", "sampler", "steps", "samples", "sample_noise")
     }
     props = {"tilesr": json.dumps({"format": "tilesr-ddpm", **old})}
     meta = ModelMetadata.from_props(props)
     assert (meta.prediction, meta.objective) == ("epsilon", "diffusion")
     assert (meta.sampler, meta.steps, meta.samples, meta.strength) == ("dpmpp", 20, 1, 0.6)
+    assert meta.sample_noise == "independent"
 
 
 @pytest.mark.parametrize(
@@ -43,6 +50,7 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
         ({"sampler": "euler"}, "sampler must be one of ddpm, ddim, dpmpp"),
         ({"steps": 0}, "steps must be a positive integer, got 0"),
         ({"samples": 0}, "samples must be a positive integer, got 0"),
+        ({"sample_noise": "sobol"}, "sample_noise must be one of antithetic, independent"),
     ],
 )
 def test_impossible_values_are_refused_by_name(change, message):

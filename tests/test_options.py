@@ -24,6 +24,7 @@ from tilesr.options import RestoreOptions
         ({"seed": -3}, "seed must be an integer of at least 0, got -3"),
         ({"sampler": "euler"}, "sampler must be one of ddpm, ddim, dpmpp, got 'euler'"),
         ({"fuse": "never"}, "fuse must be one of step, final, got 'never'"),
+        ({"sample_noise": "x"}, "sample noise must be one of antithetic, independent, got 'x'"),
         ({"strength": 0.0}, r"strength must be in \(0, 1\], got 0.0"),
         ({"skip_background": 1.5}, r"skip background must be in \[0, 1\], got 1.5"),
         ({"nan_policy": "x"}, "nan policy must be one of refuse, zero, mean, got 'x'"),

@@ -23,6 +23,10 @@ PREDICTIONS = ("epsilon", "x0", "v")
 OBJECTIVES = ("diffusion", "regression")
 #: samplers a model may name as its default (tilesr.diffusion.samplers.SAMPLER_NAMES)
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
+#: noise of the samples of one pixel: ``antithetic`` (pairs of opposite noise, whose mean
+#: cancels most of the sampling variance: tilesr.diffusion.sampling.SampleNoise) or
+#: ``independent`` draws
+SAMPLE_NOISE = ("antithetic", "independent")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class ModelMetadata:
     sampler: str = "dpmpp"
     steps: int = 20
     samples: int = 1
+    #: default noise of the samples (:data:`SAMPLE_NOISE`; a file without this key
+    #: restores as before it existed: independent)
+    sample_noise: str = "independent"
     #: calibration of the uncertainty map (tilesr.diffusion.uncertainty.predictive_std):
     #: a factor fitted on validation data and a Gaussian pooling of the variance (px)
     uncertainty_scale: float = 1.0
@@ -104,6 +111,10 @@ class ModelMetadata:
             )
         if self.sampler not in SAMPLERS:
             raise TilesrError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sample_noise not in SAMPLE_NOISE:
+            raise TilesrError(
+                f"sample_noise must be one of {', '.join(SAMPLE_NOISE)}, got {self.sample_noise!r}"
+            )
         for name in ("steps", "samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -198,6 +209,7 @@ class ModelMetadata:
                 "sampler": str,
                 "steps": int,
                 "samples": int,
+                "sample_noise": str,
                 "uncertainty_scale": float,
                 "uncertainty_pool": float,
                 "input_noisy": str,

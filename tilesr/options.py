@@ -16,7 +16,7 @@ from typing import Any
 from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.errors import TilesrError
 from tilesr.io.axes import AXIS_LETTERS, check_format
-from tilesr.metadata import SAMPLERS
+from tilesr.metadata import SAMPLE_NOISE, SAMPLERS
 
 #: ``step``: blend the tiles' network outputs on the canvas at every step (MultiDiffusion,
 #: seamless); ``final``: sample each tile alone and blend only the final images
@@ -52,6 +52,9 @@ class RestoreOptions:
         conditioning image (1: from noise, the whole schedule). None: the model's.
     seed
         Seed of the coordinate-keyed noise.
+    sample_noise
+        One of :data:`SAMPLE_NOISE`. None: the model's (``independent`` for models that
+        do not say).
     uncertainty
         Also compute the per-pixel standard deviation over the samples. None: when more
         than one sample is taken.
@@ -102,6 +105,7 @@ class RestoreOptions:
     sampler: str | None = None
     strength: float | None = None
     seed: int = 0
+    sample_noise: str | None = None
     uncertainty: bool | None = None
     tile_size: int | None = None
     overlap: int | None = None
@@ -130,6 +134,7 @@ class RestoreOptions:
         _check_choice("fuse", self.fuse, FUSE_MODES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("plane noise", self.plane_noise, PLANE_NOISE)
+        _check_choice("sample noise", self.sample_noise, SAMPLE_NOISE, optional=True)
         _check_choice("nan policy", self.nan_policy, NAN_POLICIES)
         _check_choice("output dtype", self.dtype, OUTPUT_DTYPES)
         check_format(self.zarr_format)

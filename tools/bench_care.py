@@ -60,22 +60,32 @@ NUCLEI_NAME = "stardist/data/images/img2d.tif"
 DEFAULT_SETTINGS = ("model", "dpmpp:20x1", "ddim:1x1", "ddim:5x4", "ddim:10x2", "ddim:4x5")
 
 
+#: suffix of a setting's sample count -> sample noise ("ddim:4x4a": antithetic pairs)
+NOISE_SUFFIX = {"a": "antithetic", "i": "independent"}
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One way of running a model: sampler, steps x samples (None: the model's default)."""
+    """One way of running a model: sampler, steps x samples, sample noise (None: the model's)."""
 
     label: str
     sampler: str | None
     steps: int | None
     samples: int | None
+    sample_noise: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Setting:
+        """``model`` or ``sampler:STEPSxSAMPLES`` with an optional ``a`` (antithetic) or
+        ``i`` (independent) after the sample count (none: the model's sample noise)."""
         if text == "model":
             return cls("model default", None, None, None)
         name, _, rest = text.partition(":")
         steps, _, samples = rest.partition("x")
-        return cls(f"{name} {steps}x{samples}", name, int(steps), int(samples))
+        noise = NOISE_SUFFIX.get(samples[-1:]) if samples else None
+        count = samples[:-1] if noise else samples
+        label = f"{name} {steps}x{count}" + (f" {noise}" if noise else "")
+        return cls(label, name, int(steps), int(count), noise)
 
 
 def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
@@ -171,6 +181,7 @@ def restore_one(lr: np.ndarray, model: Path, setting: Setting, threads: int):
         sampler=setting.sampler,
         steps=setting.steps,
         samples=setting.samples,
+        sample_noise=setting.sample_noise,
         uncertainty=True,
         threads=threads,
     )

@@ -162,6 +162,19 @@ def test_a_regression_model_takes_its_own_sampling(tmp_path):
     assert plan.options.uncertainty is False
     with pytest.raises(TilesrError, match=r"regression model.*steps 4 do not apply"):
         make_plan(RestoreOptions(steps=4), model, (40, 50))
+    with pytest.raises(TilesrError, match=r"regression model.*sample noise 'antithetic'"):
+        make_plan(RestoreOptions(sample_noise="antithetic"), model, (40, 50))
+
+
+def test_the_model_declares_its_sample_noise_and_the_option_wins(tmp_path):
+    meta = replace(small_metadata(), sample_noise="antithetic")
+    model = open_model(analytic_model(tmp_path / "a.onnx", metadata=meta), ONE_THREAD)
+    assert make_plan(RestoreOptions(), model, (40, 50)).options.sample_noise == "antithetic"
+    chosen = make_plan(RestoreOptions(sample_noise="independent"), model, (40, 50))
+    assert chosen.options.sample_noise == "independent"
+    assert chosen.record()["sample_noise"] == "independent"  # recorded: it changes the output
+    old = open_model(analytic_model(tmp_path / "o.onnx", metadata=small_metadata()), ONE_THREAD)
+    assert make_plan(RestoreOptions(), old, (40, 50)).options.sample_noise == "independent"
 
 
 def test_restore_file_opens_the_model_once(tmp_path, models, monkeypatch):

@@ -32,15 +32,19 @@ def lr():
     return (structure + rng.normal(0, 40, SHAPE)).astype(np.float32)
 
 
-def _untiled(model_path, lr, *, samples, sampler="dpmpp", plane=0, intensity=None):
+def _untiled(
+    model_path, lr, *, samples, sampler="dpmpp", plane=0, intensity=None, antithetic=False
+):
     den = OnnxDenoiser(model_path)
     meta = den.metadata
     intensity = intensity or percentile_range(lr, meta.norm_low, meta.norm_high)
     cond = conditioning(lr, meta.scale, intensity)
     s = make_sampler(sampler, build_schedule(meta.schedule))
-    res = sample(den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane)
+    res = sample(
+        den, cond, s, n_samples=samples, steps=STEPS, seed=5, plane=plane, antithetic=antithetic
+    )
     # the engine's uncertainty: the predicted error std of the mean, not the plain std
-    std = predictive_std(res.samples)
+    std = predictive_std(res.samples, antithetic=antithetic)
     return intensity.denormalize(res.mean), std * np.float32(intensity.span / 2)
 
 
@@ -67,6 +71,21 @@ def test_per_pixel_model_equals_untiled_sampling_exactly(models, lr, scale, fuse
     assert image.shape == (SHAPE[0] * scale, SHAPE[1] * scale) and image.dtype == np.float32
     assert np.array_equal(image, ref_mean)
     np.testing.assert_allclose(std, ref_std, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("fuse", ["step", "final"])
+def test_antithetic_samples_equal_untiled_sampling_exactly(models, lr, fuse):
+    # 3 samples: one antithetic pair and a lone draw, keyed like independent samples 0, 1
+    options = RestoreOptions(
+        samples=3, steps=STEPS, seed=5, block_size=40, fuse=fuse, sample_noise="antithetic"
+    )
+    res = restore(da.from_array(lr, chunks=(17, 29)), models["analytic2"], options)
+    image, std = dask.compute(res.image, res.uncertainty)
+    ref_mean, ref_std = _untiled(models["analytic2"], lr, samples=3, antithetic=True)
+    assert np.array_equal(image, ref_mean)
+    np.testing.assert_allclose(std, ref_std, rtol=1e-5, atol=1e-3)
+    independent, _ = _untiled(models["analytic2"], lr, samples=3)
+    assert not np.array_equal(image, independent)
 
 
 def test_output_chunks_are_the_blocks(models, lr):

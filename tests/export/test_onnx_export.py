@@ -152,6 +152,7 @@ def test_defaults_chosen_after_training_are_recorded(exported: Exported, tmp_pat
         "sampler": "ddim",
         "steps": 4,
         "samples": 5,
+        "sample_noise": "antithetic",
         "uncertainty_scale": 1.5,
         "uncertainty_pool": 4.0,
     }

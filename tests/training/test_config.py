@@ -218,13 +218,17 @@ def test_export_sampling_reaches_the_model_metadata_and_is_checked():
         sampler="ddim",
         steps=4,
         samples=5,
+        sample_noise="antithetic",
         uncertainty_scale=1.7,
         uncertainty_pool=1.5,
     )
     meta = model_metadata(dataclasses.replace(tiny, export=export))
+    assert meta.sample_noise == "antithetic"
     assert (meta.strength, meta.sampler, meta.steps, meta.samples) == (0.6, "ddim", 4, 5)
     assert (meta.uncertainty_scale, meta.uncertainty_pool) == (1.7, 1.5)
     with pytest.raises(TilesrError, match="strength"):
         ExportConfig(strength=0.0)
     with pytest.raises(TilesrError, match="export sampler must be one of"):
         ExportConfig(sampler="euler")
+    with pytest.raises(TilesrError, match="export sample_noise must be one of"):
+        ExportConfig(sample_noise="sobol")

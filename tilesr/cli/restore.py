@@ -15,7 +15,7 @@ import click
 
 from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.io.axes import ZARR_FORMATS
-from tilesr.metadata import SAMPLERS
+from tilesr.metadata import SAMPLE_NOISE, SAMPLERS
 from tilesr.options import FUSE_MODES, NAN_POLICIES, OUTPUT_DTYPES, PLANE_NOISE, RestoreOptions
 
 
@@ -99,6 +99,13 @@ Examples:
     default="auto",
     show_default=True,
     help="Where ONNX Runtime runs the network (auto: CUDA when available, else the CPU).",
+)
+@click.option(
+    "--sample-noise",
+    type=click.Choice(SAMPLE_NOISE),
+    default=None,
+    help="Noise of the samples: antithetic (pairs of opposite noise: their mean cancels most "
+    "of the sampling variance) or independent (default: the model's).",
 )
 @click.option(
     "--plane-noise",

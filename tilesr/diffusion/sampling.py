@@ -92,9 +92,39 @@ def initial_state(
     return schedule.add_noise(cond, noise, t_start).astype(np.float32)
 
 
-def sample_keys(seed: int, stream: int, step: int, plane: int, n_samples: int) -> list[list[int]]:
-    """Noise keys, one per sample, shared by the whole-image loop and the tiled engine."""
-    return [[seed, stream, step, plane, s] for s in range(n_samples)]
+@dataclass(frozen=True)
+class SampleNoise:
+    """The noise of every sample of one plane, shared by the whole-image loop and the engine.
+
+    A pixel's noise is keyed by (seed, stream, step, plane, sample) and its global
+    coordinates. ``antithetic``: samples come in pairs, sample 2k + 1 drawing the negated
+    noise of sample 2k (sample 2k's key is that of independent sample k). A few-step
+    deterministic sampler maps the initial noise to an image almost linearly, so the mean
+    of a pair cancels most of the sampling variance that the mean of two independent
+    draws only halves (tools/bench_care.py measures it).
+    """
+
+    seed: int = 0
+    plane: int = 0
+    antithetic: bool = False
+
+    def draw(
+        self,
+        stream: int,
+        step: int,
+        n_samples: int,
+        origin: tuple[int, int],
+        shape: tuple[int, int],
+    ) -> NDArray[np.float32]:
+        """Noise (n_samples, H, W) of ``stream`` at ``step`` for the window at ``origin``."""
+        drawn = -(-n_samples // 2) if self.antithetic else n_samples
+        keys = [[self.seed, stream, step, self.plane, s] for s in range(drawn)]
+        noise = keyed_normal_batch(keys, origin, shape)
+        if not self.antithetic:
+            return noise
+        paired = np.repeat(noise, 2, axis=0)[:n_samples]
+        np.negative(paired[1::2], out=paired[1::2])
+        return paired
 
 
 def sample(
@@ -106,6 +136,7 @@ def sample(
     steps: int | None = None,
     seed: int = 0,
     plane: int = 0,
+    antithetic: bool = False,
     strength: float | None = None,
     on_step: StepObserver | None = None,
 ) -> SampleResult:
@@ -113,7 +144,8 @@ def sample(
 
     The samples are batch entries of one network call per step. H and W must suit the
     network (see ``denoiser.metadata.size_multiple``); the engine handles padding.
-    ``strength`` (default: the model's) sets the first timestep, see :func:`initial_state`.
+    ``strength`` (default: the model's) sets the first timestep, see :func:`initial_state`;
+    ``antithetic`` pairs the samples' noise (:class:`SampleNoise`).
     The sampler must read the network output as the model's metadata says (its
     ``prediction``).
     """
@@ -133,11 +165,12 @@ def sample(
         tt = np.full((n_samples,), t, dtype=np.float32)
         return denoiser.predict(x[:, None], cond_batch, tt)[:, 0]
 
-    def noise(i: int) -> NDArray[np.float32]:
-        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n_samples), (0, 0), shape)
+    keyed = SampleNoise(seed, plane, antithetic)
 
-    keys = sample_keys(seed, INITIAL_NOISE, 0, plane, n_samples)
-    noise0 = keyed_normal_batch(keys, (0, 0), shape)
+    def noise(i: int) -> NDArray[np.float32]:
+        return keyed.draw(STEP_NOISE, i, n_samples, (0, 0), shape)
+
+    noise0 = keyed.draw(INITIAL_NOISE, 0, n_samples, (0, 0), shape)
     x_start = initial_state(sampler.schedule, t_start, cond, noise0)
     x0 = run_reverse(predict, x_start, sampler, timesteps, noise, on_step=on_step)
     return SampleResult(x0)

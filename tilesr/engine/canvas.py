@@ -16,14 +16,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tilesr.denoisers.base import Denoiser
-from tilesr.diffusion.noise import keyed_normal_batch
 from tilesr.diffusion.parameterization import output_for_x0
 from tilesr.diffusion.sampling import (
     INITIAL_NOISE,
     STEP_NOISE,
     initial_state,
     run_reverse,
-    sample_keys,
 )
 from tilesr.engine.blending import blend, tile_weight, weight_sum
 from tilesr.engine.plan import RestorePlan
@@ -146,15 +144,14 @@ def _sample_fused(
                 acc[(slice(None), *sl)] += weight * bg[(slice(None), *sl)]
         return np.divide(acc, wsum, out=acc).astype(np.float32)
 
-    seed = plan.options.seed
+    noise = plan.noise(plane)
 
     def step_noise(i: int) -> NDArray[np.float32]:
-        return keyed_normal_batch(sample_keys(seed, STEP_NOISE, i, plane, n), origin, shape)
+        return noise.draw(STEP_NOISE, i, n, origin, shape)
 
     # the initial noise is not kept: one canvas less in memory while sampling
-    keys = sample_keys(seed, INITIAL_NOISE, 0, plane, n)
     x_start = initial_state(
-        sampler.schedule, plan.start, cond, keyed_normal_batch(keys, origin, shape)
+        sampler.schedule, plan.start, cond, noise.draw(INITIAL_NOISE, 0, n, origin, shape)
     )
     return run_reverse(predict, x_start, sampler, timesteps, step_noise)
 
@@ -163,8 +160,9 @@ def _sample_independent(
     denoiser: Denoiser, canvas: Canvas, plan: RestorePlan, report: Report
 ) -> NDArray[np.float32]:
     """Sample every tile on its own (same keyed noise) and blend only the final images."""
-    cond, origin, tiles, plane = canvas.cond, canvas.origin, canvas.tiles, canvas.plane
+    cond, origin, tiles = canvas.cond, canvas.origin, canvas.tiles
     n, size = plan.samples, plan.tile_size
+    noise = plan.noise(canvas.plane)
     sampler = plan.build_sampler()
     timesteps = plan.timesteps
     slices = [t.outer_slices(origin) for t in tiles]
@@ -180,8 +178,7 @@ def _sample_independent(
         corners = [(tiles[j].outer[0].start, tiles[j].outer[1].start) for j in members]
 
         def keyed(stream: int, step: int, corners=corners) -> NDArray[np.float32]:
-            keys = sample_keys(plan.options.seed, stream, step, plane, n)
-            return np.concatenate([keyed_normal_batch(keys, c, (size, size)) for c in corners])
+            return np.concatenate([noise.draw(stream, step, n, c, (size, size)) for c in corners])
 
         def predict(x: NDArray[np.float32], t: int, cond_b=cond_b) -> NDArray[np.float32]:
             out = np.empty_like(x)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from tilesr.diffusion.samplers import Sampler, make_sampler
-from tilesr.diffusion.sampling import start_timestep
+from tilesr.diffusion.sampling import SampleNoise, start_timestep
 from tilesr.diffusion.schedule import build_schedule
 from tilesr.diffusion.uncertainty import pooling_reach
 from tilesr.engine.model import EngineModel
@@ -116,6 +116,11 @@ class RestorePlan:
         """Network evaluations a tile costs: one per sample and step (what the bar counts)."""
         return self.samples * len(self.timesteps)
 
+    def noise(self, plane: int) -> SampleNoise:
+        """The keyed noise of ``plane`` (the caller applies the plane-noise option)."""
+        antithetic = self.options.sample_noise == "antithetic"
+        return SampleNoise(self.options.seed, plane, antithetic)
+
     def build_sampler(self) -> Sampler:
         sampler = _filled(self.options.sampler)
         return _sampler(self.metadata.schedule, sampler, self.metadata.prediction)
@@ -168,6 +173,7 @@ def make_plan(
         steps=steps,
         sampler=sampler,
         strength=meta.strength if options.strength is None else options.strength,
+        sample_noise=options.sample_noise or meta.sample_noise,
         uncertainty=uncertainty,
         tile_size=tile,
         overlap=overlap,
@@ -189,6 +195,7 @@ def _sampling(options: RestoreOptions, meta: ModelMetadata) -> tuple[int, int, s
             "samples": (options.samples, 1),
             "steps": (options.steps, 1),
             "sampler": (options.sampler, meta.sampler),
+            "sample noise": (options.sample_noise, meta.sample_noise),
         }
         wrong = [f"{k} {v!r}" for k, (v, ok) in fixed.items() if v is not None and v != ok]
         if wrong:

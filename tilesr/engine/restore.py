@@ -157,7 +157,12 @@ def restore_block(
     out = [intensity.denormalize(x0[block].mean(axis=0))]
     if plan.options.uncertainty:
         meta = plan.metadata
-        std = predictive_std(x0, scale=meta.uncertainty_scale, pool_px=meta.uncertainty_pool)
+        std = predictive_std(
+            x0,
+            scale=meta.uncertainty_scale,
+            pool_px=meta.uncertainty_pool,
+            antithetic=plan.options.sample_noise == "antithetic",
+        )
         out.append((std[block[1:]] * np.float32(intensity.span / 2.0)).astype(np.float32))
     report.flush()
     return np.stack(out).astype(np.float32)

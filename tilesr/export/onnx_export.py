@@ -46,11 +46,12 @@ AFTER_TRAINING = (
     "sampler",
     "steps",
     "samples",
+    "sample_noise",
     "uncertainty_scale",
     "uncertainty_pool",
 )
 #: what a regression model's objective fixes (one deterministic evaluation per tile)
-REGRESSION_FIXED = ("strength", "sampler", "steps", "samples")
+REGRESSION_FIXED = ("strength", "sampler", "steps", "samples", "sample_noise")
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3
 

@@ -34,7 +34,7 @@ from tilesr.data.fetch import SCHEME as DATA_SCHEME
 from tilesr.data.fetch import fetch_referenced, resolve_reference
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.errors import TilesrError
-from tilesr.metadata import PREDICTIONS, ScheduleSpec, check_tile_geometry
+from tilesr.metadata import PREDICTIONS, SAMPLE_NOISE, ScheduleSpec, check_tile_geometry
 from tilesr.model.unet import UNetConfig
 
 LOSSES = ("mse", "l1")
@@ -275,6 +275,8 @@ class ExportConfig:
     sampler: str = "dpmpp"
     steps: int = 20
     samples: int = 1
+    #: default noise of the samples recorded in the model (tilesr.metadata.SAMPLE_NOISE)
+    sample_noise: str = "independent"
     #: uncertainty calibration recorded in the model (fitted after training on the
     #: validation data by tools/calibrate.py; see tilesr.diffusion.uncertainty)
     uncertainty_scale: float = 1.0
@@ -292,6 +294,11 @@ class ExportConfig:
             )
         if not 0.0 < self.strength <= 1.0:
             raise TilesrError(f"export strength must be in (0, 1], got {self.strength}")
+        if self.sample_noise not in SAMPLE_NOISE:
+            raise TilesrError(
+                f"export sample_noise must be one of {', '.join(SAMPLE_NOISE)}, "
+                f"got {self.sample_noise!r}"
+            )
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise TilesrError(
                 "export norm percentiles need 0 <= norm_low < norm_high <= 100, "

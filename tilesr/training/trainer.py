@@ -82,6 +82,7 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         "sampler": ec.sampler,
         "steps": ec.steps,
         "samples": ec.samples,
+        "sample_noise": ec.sample_noise,
         "uncertainty_scale": ec.uncertainty_scale,
         "uncertainty_pool": ec.uncertainty_pool,
     }
