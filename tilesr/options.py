@@ -25,11 +25,11 @@ FUSE_MODES = ("step", "final")
 NAN_POLICIES = ("refuse", "zero", "mean")
 #: output pixel type: float32, or the input's type (rounded and clipped)
 OUTPUT_DTYPES = ("float32", "input")
-#: noise of the planes of a stack, the default first: ``shared`` (every plane draws plane
-#: 0's noise: axially smooth, but a sampled detail may repeat through z) or
-#: ``independent`` (keyed by the plane index: neighbouring planes are independent
-#: samples and flicker through z)
-PLANE_NOISE = ("shared", "independent")
+#: noise of the planes of a stack, the default first: ``independent`` (keyed by the plane
+#: index: neighbouring planes are independent samples; with antithetic sample noise they
+#: no longer flicker, tools/bench_zstack.py) or ``shared`` (every plane draws plane 0's
+#: noise: smoothest through z, but a detail the model invents may repeat through z)
+PLANE_NOISE = ("independent", "shared")
 #: smallest output block edge (HR pixels)
 MIN_BLOCK = 8
 
@@ -89,8 +89,8 @@ class RestoreOptions:
         ran is recorded in the output; CPU and CUDA results differ in their last bits,
         so a resumed run must run on the same one.
     plane_noise
-        One of :data:`PLANE_NOISE`: whether the planes of a stack share plane 0's noise
-        (the default: no flicker through z, tools/bench_zstack.py) or get their own.
+        One of :data:`PLANE_NOISE`: whether the planes of a stack get their own noise
+        (the default) or share plane 0's (tools/bench_zstack.py measures both).
     axes
         Names of the input's dimensions (``tczyx`` letters ending with ``yx``). None:
         what the file says; for an array, ``yx``, ``zyx``, ``czyx``, ``tczyx`` by rank.

@@ -97,7 +97,12 @@ def main() -> None:
     # averaging instead: twice the model's samples, noise independent across planes
     model = args.model or tilesr.bundled_model("default")
     samples = 2 * OnnxDenoiser(model).metadata.samples
-    settings.append((f"{samples} samples, independent noise", {"samples": samples}))
+    settings.append(
+        (
+            f"{samples} samples, independent noise across planes",
+            {"samples": samples, "plane_noise": "independent"},
+        )
+    )
     stacks = {"W2S pseudo-stack": pseudo_stack()}
     if args.neuron is not None and args.neuron.exists():
         neuron = tifffile.imread(args.neuron).astype(np.float32)[: 4 if args.quick else 16]

@@ -112,8 +112,8 @@ Examples:
     type=click.Choice(PLANE_NOISE),
     default=PLANE_NOISE[0],
     show_default=True,
-    help="Noise of a stack's planes: shared (every plane gets the first plane's noise: no "
-    "flicker through z) or independent (keyed by plane).",
+    help="Noise of a stack's planes: independent (keyed by plane) or shared (every plane "
+    "gets the first plane's noise: smoothest through z, but an invented detail repeats).",
 )
 @click.option(
     "--block-size",
