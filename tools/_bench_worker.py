@@ -278,8 +278,14 @@ def task_monai(args: dict[str, Any]) -> dict[str, Any]:
     sampler = make_sampler(
         args["sampler"], build_schedule(meta.schedule), prediction=meta.prediction
     )
-    result = sample(
-        peer, cond, sampler, n_samples=n, steps=int(args["steps"]), seed=int(args["seed"])
+    result = sample(  # the model's strength and sample noise, as the engine's run uses
+        peer,
+        cond,
+        sampler,
+        n_samples=n,
+        steps=int(args["steps"]),
+        seed=int(args["seed"]),
+        antithetic=meta.sample_noise == "antithetic",
     )
     restored = intensity.denormalize(result.mean)
     wall = time.perf_counter() - start
