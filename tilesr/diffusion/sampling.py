@@ -99,10 +99,10 @@ class SampleNoise:
     A pixel's noise is keyed by (seed, stream, step, plane, sample) and its global
     coordinates. ``antithetic``: samples come in pairs, sample 2k + 1 drawing the negated
     noise of sample 2k (sample 2k's key is that of independent sample k; an odd count
-    leaves the last sample unpaired). A few-step
-    deterministic sampler maps the initial noise to an image almost linearly, so the mean
-    of a pair cancels most of the sampling variance that the mean of two independent
-    draws only halves (tools/bench_care.py measures it).
+    leaves the last sample unpaired). A few-step deterministic sampler maps the initial
+    noise to an image almost linearly, so the mean of a pair cancels most of the sampling
+    variance that the mean of two independent draws only halves (tools/bench_care.py
+    measures it).
     """
 
     seed: int = 0

@@ -116,10 +116,14 @@ class RestorePlan:
         """Network evaluations a tile costs: one per sample and step (what the bar counts)."""
         return self.samples * len(self.timesteps)
 
+    @property
+    def antithetic(self) -> bool:
+        """Whether the samples are antithetic pairs (their noise and their uncertainty)."""
+        return self.options.sample_noise == "antithetic"
+
     def noise(self, plane: int) -> SampleNoise:
         """The keyed noise of ``plane`` (the caller applies the plane-noise option)."""
-        antithetic = self.options.sample_noise == "antithetic"
-        return SampleNoise(self.options.seed, plane, antithetic)
+        return SampleNoise(self.options.seed, plane, self.antithetic)
 
     def build_sampler(self) -> Sampler:
         sampler = _filled(self.options.sampler)

@@ -161,7 +161,7 @@ def restore_block(
             x0,
             scale=meta.uncertainty_scale,
             pool_px=meta.uncertainty_pool,
-            antithetic=plan.options.sample_noise == "antithetic",
+            antithetic=plan.antithetic,
         )
         out.append((std[block[1:]] * np.float32(intensity.span / 2.0)).astype(np.float32))
     report.flush()
