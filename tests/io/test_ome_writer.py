@@ -12,7 +12,7 @@ import zarr
 
 from tilesr.errors import TilesrError
 from tilesr.io import open_image, write_ome_zarr
-from tilesr.io.ome_writer import cast_to, pyramid_shapes, store_chunks
+from tilesr.io.ome_writer import add_attributes, cast_to, pyramid_shapes, store_chunks
 
 
 def _read_with_ome_zarr(path, zarr_format):
@@ -128,3 +128,23 @@ def test_cast_to_clips_and_rounds_without_wrapping():
     np.testing.assert_array_equal(big, [32767, -32768])
     half = cast_to(np.array([1e6], dtype=np.float64), np.dtype(np.float16))
     assert np.isfinite(half).all()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_attributes_are_added_in_one_metadata_write(tmp_path, zarr_format, monkeypatch):
+    # a kill between two writes would leave the image declared with an "incomplete" status
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=zarr_format)
+    group.attrs["tilesr"] = {"status": "incomplete"}
+    written = []
+    real_set = zarr.storage.LocalStore.set
+
+    async def recording_set(self, key, value):
+        written.append(key)
+        await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", recording_set)
+    add_attributes(group, {"ome": {"version": "0.5"}, "tilesr": {"status": "complete"}})
+    monkeypatch.undo()
+    assert len([key for key in written if key in ("zarr.json", ".zattrs")]) == 1, written
+    attrs = zarr.open_group(str(tmp_path / "g.zarr"), mode="r").attrs.asdict()
+    assert attrs == {"ome": {"version": "0.5"}, "tilesr": {"status": "complete"}}

@@ -95,7 +95,8 @@ def write_ome_zarr(
             da.store(level0.map_blocks(_counted, bar, dtype=level0.dtype), target, lock=False)
     write_pyramid(group, shapes, axes=axes)
     paths = [str(i) for i in range(len(shapes))]
-    group.attrs.update(
+    add_attributes(
+        group,
         multiscales_attrs(
             axes,
             paths,
@@ -104,7 +105,7 @@ def write_ome_zarr(
             zarr_format=zarr_format,
             name=out.stem,
             extra=attrs,
-        )
+        ),
     )
 
 
@@ -187,6 +188,16 @@ def downsample2(array: da.Array) -> da.Array:
     factors = {array.ndim - 2: 2, array.ndim - 1: 2}
     means = da.coarsen(np.mean, array.astype(np.float64), factors, trim_excess=True)
     return means.map_blocks(cast_to, array.dtype, dtype=array.dtype)
+
+
+def add_attributes(group: Any, attrs: dict[str, Any]) -> None:
+    """Merge ``attrs`` into the group's attributes in one atomic metadata write.
+
+    ``group.attrs.update`` is ``MutableMapping.update``: one metadata write per key, so a
+    process killed between them leaves a half-updated group (e.g. the NGFF image declared
+    while the status still says incomplete).
+    """
+    group.update_attributes(attrs)
 
 
 def create_level(

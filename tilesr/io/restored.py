@@ -40,6 +40,7 @@ from tilesr.io import faults
 from tilesr.io.axes import check_format, multiscales_attrs
 from tilesr.io.layout import RESTORED, UNCERTAINTY, OutputLayout
 from tilesr.io.ome_writer import (
+    add_attributes,
     cast_to,
     check_sizes,
     create_level,
@@ -429,7 +430,7 @@ def _finish(
     write_pyramid(group, shapes, axes=layout.axes)
     faults.fault_point("pyramid")
     meta["status"] = "complete"
-    group.attrs.update(ngff(paths, name=image_name(out), extra={"tilesr": _normalize(meta)}))
+    add_attributes(group, ngff(paths, name=image_name(out), extra={"tilesr": _normalize(meta)}))
     faults.fault_point("metadata")
     # the markers only matter while incomplete; zarr warns about foreign folders
     shutil.rmtree(out / _DONE_DIR[0], ignore_errors=True)
