@@ -131,6 +131,8 @@ def test_round_trip_through_dict() -> None:
         ("training.batch_size", "eight", "batch_size.*'eight'"),
         ("diffusion.kind", "sigmoid", "'sigmoid'"),
         ("data.sources.0.val_seed", 0, "val_seed"),
+        ("training.focus_steps", 0, "focus_steps.*0"),
+        ("training.focus_fraction", 0.0, "focus_fraction.*0.0"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, named: str) -> None:

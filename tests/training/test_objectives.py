@@ -14,10 +14,12 @@ pytest.importorskip("onnx")
 
 from tilesr.denoisers.onnx_backend import OnnxDenoiser  # noqa: E402
 from tilesr.denoisers.torch_backend import TorchDenoiser  # noqa: E402
+from tilesr.diffusion.samplers import spaced_timesteps  # noqa: E402
+from tilesr.diffusion.schedule import build_schedule  # noqa: E402
 from tilesr.errors import TilesrError  # noqa: E402
 from tilesr.export.onnx_export import export_onnx  # noqa: E402
 from tilesr.training.config import TrainConfig, config_from_dict, load_config  # noqa: E402
-from tilesr.training.trainer import train  # noqa: E402
+from tilesr.training.trainer import train, training_timesteps  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 
@@ -186,3 +188,35 @@ def test_a_missing_predictor_is_named_when_training_starts(tmp_path):
     )
     with pytest.raises(TilesrError, match=r"nowhere.pt does not exist; train the regression"):
         train(config, progress=False)
+
+
+def _training(**changes):
+    base = load_config(TINY).training
+    return dataclasses.replace(base, batch_size=4000, **changes)
+
+
+def test_uniform_timesteps_are_the_plain_draw():
+    # configs without focus_steps train exactly as before the option existed
+    schedule = build_schedule(load_config(TINY).diffusion)
+    drawn = training_timesteps(schedule, _training(), np.random.default_rng(5))
+    expected = np.random.default_rng(5).integers(0, schedule.num_timesteps, size=4000)
+    np.testing.assert_array_equal(drawn, expected)
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_focused_timesteps_are_the_ones_the_sampler_visits(fraction):
+    schedule = build_schedule(load_config(TINY).diffusion)
+    training = _training(focus_steps=4, focus_fraction=fraction)
+    drawn = training_timesteps(schedule, training, np.random.default_rng(5))
+    visited = spaced_timesteps(schedule, 4)
+    share = np.isin(drawn, visited).mean()
+    # the focused part plus the uniform draws that land there by chance (4 of T)
+    expected = fraction + (1 - fraction) * 4 / schedule.num_timesteps
+    assert abs(share - expected) < 0.03
+    assert set(drawn[np.isin(drawn, visited)]) == set(visited)
+    assert drawn.min() >= 0 and drawn.max() < schedule.num_timesteps
+
+
+def test_focus_is_refused_for_regression():
+    with pytest.raises(TilesrError, match="focus_steps is for diffusion"):
+        dataclasses.replace(_training(), objective="regression", prediction="x0", focus_steps=4)

@@ -180,6 +180,12 @@ class TrainingConfig:
     #: (its EMA weights are frozen inside the new model; a relative path is relative to
     #: the config file's folder)
     predictor: str | None = None
+    #: a diffusion network trained for one few-step sampler: this fraction of each batch
+    #: takes its timesteps from the ``focus_steps``-step spacing the sampler visits
+    #: (``spaced_timesteps``), the rest stays uniform over all T so other samplers still
+    #: work; null: uniform only (the DDPM recipe)
+    focus_steps: int | None = None
+    focus_fraction: float = 0.5
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup: int = 500  # linear warm-up steps, clipped to the run's length
@@ -227,6 +233,7 @@ class TrainingConfig:
             )
         if self.objective != "refinement" and self.predictor is not None:
             raise TilesrError("training.predictor is only used by objective 'refinement'")
+        self._check_focus()
         if not 0.0 <= self.ema_decay < 1.0:
             raise TilesrError(f"training ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -234,6 +241,20 @@ class TrainingConfig:
         if self.device not in DEVICES:
             raise TilesrError(
                 f"training device must be one of {', '.join(DEVICES)}, got {self.device!r}"
+            )
+
+    def _check_focus(self) -> None:
+        if not 0.0 < self.focus_fraction <= 1.0:
+            raise TilesrError(
+                f"training focus_fraction must be in (0, 1], got {self.focus_fraction}"
+            )
+        if self.focus_steps is None:
+            return
+        if self.objective == "regression":
+            raise TilesrError("training.focus_steps is for diffusion objectives, not regression")
+        if not (isinstance(self.focus_steps, int) and self.focus_steps >= 1):
+            raise TilesrError(
+                f"training focus_steps must be a positive integer or null, got {self.focus_steps!r}"
             )
 
 

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from tilesr import __version__
 from tilesr.denoisers.torch_backend import TorchDenoiser
 from tilesr.diffusion.parameterization import training_target
-from tilesr.diffusion.samplers import make_sampler
+from tilesr.diffusion.samplers import make_sampler, spaced_timesteps
 from tilesr.diffusion.sampling import sample
 from tilesr.diffusion.schedule import NoiseSchedule, build_schedule
 from tilesr.errors import TilesrError
@@ -48,7 +48,7 @@ from tilesr.metrics import ImageMetrics, image_metrics
 from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from tilesr.model.refined import RefinedUNet, model_config_dict
 from tilesr.model.unet import UNet
-from tilesr.training.config import TrainConfig
+from tilesr.training.config import TrainConfig, TrainingConfig
 from tilesr.training.data import TrainingData, load_training_data
 from tilesr.training.ema import EMA
 from tilesr.training.plots import METRIC_NAMES, plot_curves, plot_examples
@@ -382,7 +382,7 @@ def _loss(
     """One batch's loss; batch, timesteps and noise all come from ``rng``."""
     tc = config.training
     cond_np, target_np = data.batch(rng, tc.batch_size)
-    t_np = rng.integers(0, schedule.num_timesteps, size=tc.batch_size)
+    t_np = training_timesteps(schedule, tc, rng)
     noise_np = rng.standard_normal(target_np.shape, dtype=np.float32)
     x_t_np = schedule.add_noise(target_np, noise_np, t_np)  # eq. 4 of DDPM
     x_t, cond, noise, x0 = (
@@ -403,6 +403,26 @@ def _loss(
     )
     target = training_target(x0, noise, sqrt_abar, sqrt_one_minus, tc.prediction)
     return loss_fn(output.float(), target)  # eq. 14 of DDPM (L_simple) for epsilon
+
+
+def training_timesteps(
+    schedule: NoiseSchedule, training: TrainingConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """One batch's timesteps: uniform over all T, or partly the few a sampler visits.
+
+    With ``focus_steps`` a fraction of the batch is drawn from the ``focus_steps``-step
+    linspace spacing: a few-step sampler only ever asks the network at those timesteps,
+    while uniform training spends most of its updates (and, for v and x0 losses, most of
+    its loss weight: the low-noise end) on timesteps it never visits. Without it the draw
+    is exactly the uniform one, so older configs train as before.
+    """
+    size = training.batch_size
+    t = rng.integers(0, schedule.num_timesteps, size=size)
+    if training.focus_steps is None:
+        return t
+    visited = np.asarray(spaced_timesteps(schedule, training.focus_steps))
+    focused = rng.random(size) < training.focus_fraction
+    return np.where(focused, rng.choice(visited, size=size), t)
 
 
 def _refinement_loss(
