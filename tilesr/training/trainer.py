@@ -412,9 +412,8 @@ def training_timesteps(
 
     With ``focus_steps`` a fraction of the batch is drawn from the ``focus_steps``-step
     linspace spacing: a few-step sampler only ever asks the network at those timesteps,
-    while uniform training spends most of its updates (and, for v and x0 losses, most of
-    its loss weight: the low-noise end) on timesteps it never visits. Without it the draw
-    is exactly the uniform one, so older configs train as before.
+    while uniform training spends nearly all of its updates on timesteps it never visits.
+    Without it the draw is exactly the uniform one, so older configs train as before.
     """
     size = training.batch_size
     t = rng.integers(0, schedule.num_timesteps, size=size)
