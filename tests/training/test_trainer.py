@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tilesr.errors import TilesrError  # noqa: E402
-from tilesr.model.checkpoint import load_checkpoint  # noqa: E402
+from tilesr.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from tilesr.training.config import TrainConfig, load_config  # noqa: E402
 from tilesr.training.trainer import TrainResult, lr_factor, train  # noqa: E402
 
@@ -114,6 +114,18 @@ def test_resume_refuses_another_architecture(tiny_run: TrainResult) -> None:
     other = dataclasses.replace(config, model=dataclasses.replace(config.model, bottleneck=64))
     with pytest.raises(TilesrError, match="U-Net"):
         train(other, resume=True, progress=False)
+
+
+def test_a_checkpoint_older_than_a_network_field_resumes(tmp_path: Path) -> None:
+    # checkpoints written before ``cond_channels`` existed lack the key; the network is
+    # the same, so extending such a run (--resume --steps N) must work
+    config = _config(tmp_path / "old", steps=8)
+    first = train(config, progress=False, stop_at=4)
+    ckpt = load_checkpoint(first.checkpoint)
+    assert ckpt.unet.pop("cond_channels") == 1
+    save_checkpoint(first.checkpoint, ckpt)
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.step == 8
 
 
 def test_resuming_a_finished_run_trains_no_further(tiny_run: TrainResult) -> None:

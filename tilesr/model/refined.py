@@ -86,6 +86,20 @@ def model_config_dict(refiner: UNetConfig, predictor: UNetConfig | None) -> dict
     return data
 
 
+def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``unet`` entry with every field spelled out, defaults included.
+
+    Checkpoints written before a field existed (``cond_channels``) lack it; comparing
+    canonical entries lets such a run resume when its network is the same.
+    """
+    data = dict(config)
+    predictor = data.pop(PREDICTOR_KEY, None)
+    return model_config_dict(
+        UNetConfig.from_dict(data),
+        None if predictor is None else UNetConfig.from_dict(predictor),
+    )
+
+
 def build_network(config: dict[str, Any], schedule: ScheduleSpec) -> nn.Module:
     """A UNet, or a RefinedUNet when ``config`` nests a predictor."""
     data = dict(config)

@@ -46,7 +46,7 @@ from tilesr.errors import TilesrError
 from tilesr.metadata import ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
 from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from tilesr.model.refined import RefinedUNet, model_config_dict
+from tilesr.model.refined import RefinedUNet, canonical_config, model_config_dict
 from tilesr.model.unet import UNet
 from tilesr.training.config import TrainConfig, TrainingConfig
 from tilesr.training.data import TrainingData, load_training_data
@@ -462,7 +462,7 @@ def _restore(
 ) -> tuple[int, dict[str, list[float]]]:
     """Load a checkpoint's states into the fresh objects; returns its step and history."""
     ckpt = load_checkpoint(path)
-    if ckpt.unet != network_config(config):
+    if canonical_config(ckpt.unet) != network_config(config):
         raise TilesrError(
             f"{path} holds a different U-Net ({ckpt.unet}) "
             f"than the config ({network_config(config)})"
