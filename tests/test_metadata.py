@@ -62,7 +62,8 @@ def test_a_regression_config_exports_no_sampling_defaults(tmp_path, monkeypatch)
     import shutil
     from pathlib import Path
 
-    from tilesr.export.onnx_export import REGRESSION_FIXED, export_defaults
+    from tilesr.export.onnx_export import export_defaults
+    from tilesr.metadata import REGRESSION_SAMPLING
 
     monkeypatch.setenv("TILESR_DATA", str(tmp_path / "no-datasets"))
     configs = Path(__file__).resolve().parents[1] / "configs"
@@ -70,7 +71,7 @@ def test_a_regression_config_exports_no_sampling_defaults(tmp_path, monkeypatch)
         shutil.copy(configs / name, tmp_path / name)
     # an export reads the export and training sections only: no dataset is needed
     regression = export_defaults(tmp_path / "regression.yaml")
-    assert not set(REGRESSION_FIXED) & set(regression)
+    assert not set(REGRESSION_SAMPLING) & set(regression)
     assert regression["context"] == 32  # the tiling is still chosen after training
     assert export_defaults(tmp_path / "bundled.yaml")["steps"] == 4
     (tmp_path / "bad.yaml").write_text("export:\n  context: -5\n")

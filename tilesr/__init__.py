@@ -15,10 +15,9 @@ def bundled_model(name: str = "default") -> Path:
     """Path of a model shipped with tilesr: ``default`` (the diffusion model that
     ``tilesr restore`` uses without ``--model``) or ``regression`` (its CARE-style
     baseline: one deterministic evaluation per tile)."""
-    from tilesr.errors import TilesrError
+    from tilesr.errors import TilesrError, check_choice
 
-    if name not in BUNDLED_MODELS:
-        raise TilesrError(f"bundled model must be one of {', '.join(BUNDLED_MODELS)}, got {name!r}")
+    check_choice("bundled model", name, BUNDLED_MODELS)
     path = Path(__file__).resolve().parent / "bundled" / f"{name}.onnx"
     if not path.is_file():
         raise TilesrError(f"the bundled model {name!r} is not installed ({path} is missing)")

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 class TilesrError(Exception):
     """Bad input or an impossible request; the CLI prints the message and exits non-zero."""
+
+
+def check_choice(label: str, value: object, choices: Collection[object]) -> None:
+    """Raise ``label must be one of A, B, got 'x'`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        listed = ", ".join(str(c) for c in choices)
+        raise TilesrError(f"{label} must be one of {listed}, got {value!r}")

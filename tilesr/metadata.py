@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, check_choice
 
 FORMAT_NAME = "tilesr-ddpm"
 FORMAT_VERSION = 1
@@ -27,6 +27,15 @@ SAMPLERS = ("ddpm", "ddim", "dpmpp")
 #: cancels most of the sampling variance: tilesr.diffusion.sampling.SampleNoise) or
 #: ``independent`` draws
 SAMPLE_NOISE = ("antithetic", "independent")
+#: the sampling a regression model's objective fixes: one deterministic evaluation per
+#: tile from the conditioning (no noise, no strength, nothing to choose after training)
+REGRESSION_SAMPLING: dict[str, Any] = {
+    "strength": 1.0,
+    "sampler": "ddim",
+    "steps": 1,
+    "samples": 1,
+    "sample_noise": "independent",
+}
 
 
 @dataclass(frozen=True)
@@ -92,14 +101,8 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.prediction not in PREDICTIONS:
-            raise TilesrError(
-                f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}"
-            )
-        if self.objective not in OBJECTIVES:
-            raise TilesrError(
-                f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
-            )
+        check_choice("prediction", self.prediction, PREDICTIONS)
+        check_choice("objective", self.objective, OBJECTIVES)
         if self.objective == "regression" and self.prediction != "x0":
             raise TilesrError(
                 f"a regression model predicts the image (x0), got prediction {self.prediction!r}"
@@ -109,12 +112,8 @@ class ModelMetadata:
                 "a regression model is evaluated once per tile: steps and samples must be 1, "
                 f"got {self.steps} and {self.samples}"
             )
-        if self.sampler not in SAMPLERS:
-            raise TilesrError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.sample_noise not in SAMPLE_NOISE:
-            raise TilesrError(
-                f"sample_noise must be one of {', '.join(SAMPLE_NOISE)}, got {self.sample_noise!r}"
-            )
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("sample_noise", self.sample_noise, SAMPLE_NOISE)
         for name in ("steps", "samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -23,7 +23,7 @@ from scipy import ndimage
 from skimage.metrics import normalized_root_mse, peak_signal_noise_ratio, structural_similarity
 from skimage.transform import downscale_local_mean
 
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, check_choice
 
 # Table of Wang et al. 2003 (sec. 3.3): exponents of scales 1 (finest) to 5.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -270,8 +270,7 @@ def normalize_pair(
         With ``data_range`` 1 for the normalising modes and ``None`` (the ground
         truth's range) for ``"none"``.
     """
-    if mode not in NORMALIZE_MODES:
-        raise TilesrError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+    check_choice("normalize", mode, NORMALIZE_MODES)
     if not 0 <= low < high <= 100:
         raise TilesrError(f"percentiles need 0 <= low < high <= 100, got {low} and {high}")
     p = np.asarray(pred, dtype=np.float64)

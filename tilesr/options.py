@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilesr.denoisers.onnx_backend import DEVICES
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, check_choice
 from tilesr.io.axes import AXIS_LETTERS, check_format
 from tilesr.metadata import SAMPLE_NOISE, SAMPLERS
 
@@ -164,9 +164,7 @@ def _check_int(name: str, value: Any, *, low: int | None, optional: bool = False
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...], optional: bool = False) -> None:
     if value is None and optional:
         return
-    if value not in choices:
-        listed = ", ".join(str(c) for c in choices)
-        raise TilesrError(f"{name.replace('_', ' ')} must be one of {listed}, got {value!r}")
+    check_choice(name.replace("_", " "), value, choices)
 
 
 def _check_fraction(name: str, value: Any, *, low_open: bool) -> None:

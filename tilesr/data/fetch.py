@@ -34,6 +34,7 @@ from typing import Any
 
 from tilesr.data.registry import Dataset, Registry, RemoteFile, default_registry
 from tilesr.errors import TilesrError
+from tilesr.io.checksum import file_sha256
 
 ENV_VAR = "TILESR_DATA"
 SCHEME = "data:"
@@ -267,7 +268,7 @@ def _verified(dataset: Dataset, remote: RemoteFile, folder: Path) -> bool:
     path = folder / remote.path
     if not path.exists():
         return False
-    if not path.is_file() or _sha256(path) != remote.sha256:
+    if not path.is_file() or file_sha256(path) != remote.sha256:
         raise TilesrError(
             f"dataset {dataset.name!r}: {path} is not the registered file (sha256 differs); "
             "it was not overwritten: move or delete it to fetch the dataset again"
@@ -287,7 +288,7 @@ def _fetch_file(dataset: Dataset, remote: RemoteFile, folder: Path, scratch: Pat
             remote.url, remote.archive_sha256, scratch / "archive", dataset.name, label
         )
         got = _extract(archive, remote.member, scratch / "unzipped", label)
-        if _sha256(got) != remote.sha256:
+        if file_sha256(got) != remote.sha256:
             raise TilesrError(
                 f"{label}: {remote.member} in {remote.url} does not match its registered "
                 "sha256; nothing was kept"
@@ -390,12 +391,6 @@ def _wheel_target_args(wheel: str) -> list[str]:
         return []
     args = [arg for platform in platforms.split(".") for arg in ("--platform", platform)]
     return [*args, "--implementation", python[:2], "--python-version", python[2:], "--abi", abi]
-
-
-def _sha256(path: Path) -> str:
-    import pooch
-
-    return str(pooch.file_hash(str(path), alg="sha256"))
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, check_choice
 from tilesr.metadata import ModelMetadata
 
 # One ORT session per (file, threads, device) and process: sessions do not pickle, and
@@ -54,8 +54,7 @@ def providers_for(device: str) -> tuple[str, ...]:
     """ONNX Runtime providers for ``device``: ``auto`` takes CUDA when this ORT has it."""
     import onnxruntime as ort
 
-    if device not in DEVICES:
-        raise TilesrError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    check_choice("device", device, DEVICES)
     have = ort.get_available_providers()
     runtimes = tuple(installed_runtimes())
     if len(runtimes) > 1 and device != "cpu":

@@ -10,6 +10,7 @@ import numpy as np
 
 from tilesr.denoisers.base import Denoiser
 from tilesr.errors import TilesrError
+from tilesr.io.checksum import file_sha256
 from tilesr.metadata import ModelMetadata
 from tilesr.options import RestoreOptions
 
@@ -119,10 +120,3 @@ def probe(model: EngineModel, tile: int) -> None:
         )
     if not np.isfinite(out).all():
         raise TilesrError(f"{model.name} returns non-finite values for a blank tile")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (pooch reads it in blocks)."""
-    import pooch
-
-    return str(pooch.file_hash(str(path), alg="sha256"))

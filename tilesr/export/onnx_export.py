@@ -25,7 +25,7 @@ import torch
 from tilesr import __version__
 from tilesr.denoisers.torch_backend import check_size_multiple
 from tilesr.errors import TilesrError
-from tilesr.metadata import ModelMetadata
+from tilesr.metadata import REGRESSION_SAMPLING, ModelMetadata
 from tilesr.model.checkpoint import (
     build_model,
     fsync_dir,
@@ -50,8 +50,6 @@ AFTER_TRAINING = (
     "uncertainty_scale",
     "uncertainty_pool",
 )
-#: what a regression model's objective fixes (one deterministic evaluation per tile)
-REGRESSION_FIXED = ("strength", "sampler", "steps", "samples", "sample_noise")
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3
 
@@ -155,7 +153,7 @@ def export_defaults(config_path: str | Path) -> dict[str, Any]:
     export = dataclasses.asdict(export_section)
     keys: tuple[str, ...] = AFTER_TRAINING
     if training.objective == "regression":  # one evaluation: no sampling to choose
-        keys = tuple(k for k in keys if k not in REGRESSION_FIXED)
+        keys = tuple(k for k in keys if k not in REGRESSION_SAMPLING)
     return {k: export[k] for k in keys}
 
 

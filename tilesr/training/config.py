@@ -33,7 +33,7 @@ import yaml
 from tilesr.data.fetch import SCHEME as DATA_SCHEME
 from tilesr.data.fetch import fetch_referenced, resolve_reference
 from tilesr.diffusion.samplers import SAMPLER_NAMES
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, check_choice
 from tilesr.metadata import PREDICTIONS, SAMPLE_NOISE, ScheduleSpec, check_tile_geometry
 from tilesr.model.unet import UNetConfig
 
@@ -208,19 +208,9 @@ class TrainingConfig:
             raise TilesrError(
                 f"training weight_decay must be non-negative, got {self.weight_decay}"
             )
-        if self.loss not in LOSSES:
-            raise TilesrError(
-                f"training loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"
-            )
-        if self.objective not in OBJECTIVES:
-            raise TilesrError(
-                f"training objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
-            )
-        if self.prediction not in PREDICTIONS:
-            raise TilesrError(
-                f"training prediction must be one of {', '.join(PREDICTIONS)}, "
-                f"got {self.prediction!r}"
-            )
+        check_choice("training loss", self.loss, LOSSES)
+        check_choice("training objective", self.objective, OBJECTIVES)
+        check_choice("training prediction", self.prediction, PREDICTIONS)
         if self.objective == "regression" and self.prediction != "x0":
             raise TilesrError(
                 "training objective 'regression' predicts the image: set prediction: x0, "
@@ -238,10 +228,7 @@ class TrainingConfig:
             raise TilesrError(f"training ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise TilesrError(f"training grad_clip must be positive or null, got {self.grad_clip}")
-        if self.device not in DEVICES:
-            raise TilesrError(
-                f"training device must be one of {', '.join(DEVICES)}, got {self.device!r}"
-            )
+        check_choice("training device", self.device, DEVICES)
 
     def _check_focus(self) -> None:
         if not 0.0 < self.focus_fraction <= 1.0:
@@ -272,11 +259,7 @@ class ValidationConfig:
     def __post_init__(self) -> None:
         _non_negative(self, "n_images")
         _positive(self, "crop", "steps", "samples")
-        if self.sampler not in SAMPLER_NAMES:
-            raise TilesrError(
-                f"validation sampler must be one of {', '.join(SAMPLER_NAMES)}, "
-                f"got {self.sampler!r}"
-            )
+        check_choice("validation sampler", self.sampler, SAMPLER_NAMES)
 
 
 @dataclass(frozen=True)
@@ -309,17 +292,10 @@ class ExportConfig:
         _positive(self, "steps", "samples")
         if self.context is not None and self.context < 0:
             raise TilesrError(f"export context must be >= 0 pixels, got {self.context}")
-        if self.sampler not in SAMPLER_NAMES:
-            raise TilesrError(
-                f"export sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}"
-            )
+        check_choice("export sampler", self.sampler, SAMPLER_NAMES)
         if not 0.0 < self.strength <= 1.0:
             raise TilesrError(f"export strength must be in (0, 1], got {self.strength}")
-        if self.sample_noise not in SAMPLE_NOISE:
-            raise TilesrError(
-                f"export sample_noise must be one of {', '.join(SAMPLE_NOISE)}, "
-                f"got {self.sample_noise!r}"
-            )
+        check_choice("export sample_noise", self.sample_noise, SAMPLE_NOISE)
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise TilesrError(
                 "export norm percentiles need 0 <= norm_low < norm_high <= 100, "

@@ -43,7 +43,7 @@ from tilesr.diffusion.samplers import make_sampler, spaced_timesteps
 from tilesr.diffusion.sampling import sample
 from tilesr.diffusion.schedule import NoiseSchedule, build_schedule
 from tilesr.errors import TilesrError
-from tilesr.metadata import ModelMetadata
+from tilesr.metadata import REGRESSION_SAMPLING, ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
 from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from tilesr.model.refined import RefinedUNet, canonical_config, model_config_dict
@@ -87,7 +87,7 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         "uncertainty_pool": ec.uncertainty_pool,
     }
     if tc.objective == "regression":  # one deterministic evaluation from the conditioning
-        sampling = {"strength": 1.0, "sampler": "ddim", "steps": 1, "samples": 1}
+        sampling = dict(REGRESSION_SAMPLING)
     # a refined model answers in image space: the clean image (p + r0), a diffusion model
     prediction = "x0" if tc.objective == "refinement" else tc.prediction
     return ModelMetadata(
