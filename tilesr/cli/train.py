@@ -34,7 +34,12 @@ Examples:
     default=None,
     help="Override the config's output_dir.",
 )
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Override training.steps.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override training.steps (with --resume: extend a finished run to this many).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
     config_path: Path, resume: bool, output_dir: Path | None, steps: int | None, quiet: bool
