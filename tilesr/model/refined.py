@@ -86,24 +86,26 @@ def model_config_dict(refiner: UNetConfig, predictor: UNetConfig | None) -> dict
     return data
 
 
+def network_configs(config: dict[str, Any]) -> tuple[UNetConfig, UNetConfig | None]:
+    """Inverse of :func:`model_config_dict`: the network's config and its predictor's."""
+    data = dict(config)
+    nested = data.pop(PREDICTOR_KEY, None)
+    predictor = None if nested is None else UNetConfig.from_dict(nested)
+    return UNetConfig.from_dict(data), predictor
+
+
 def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's ``unet`` entry with every field spelled out, defaults included.
 
     Checkpoints written before a field existed (``cond_channels``) lack it; comparing
     canonical entries lets such a run resume when its network is the same.
     """
-    data = dict(config)
-    predictor = data.pop(PREDICTOR_KEY, None)
-    return model_config_dict(
-        UNetConfig.from_dict(data),
-        None if predictor is None else UNetConfig.from_dict(predictor),
-    )
+    return model_config_dict(*network_configs(config))
 
 
 def build_network(config: dict[str, Any], schedule: ScheduleSpec) -> nn.Module:
     """A UNet, or a RefinedUNet when ``config`` nests a predictor."""
-    data = dict(config)
-    predictor = data.pop(PREDICTOR_KEY, None)
+    network, predictor = network_configs(config)
     if predictor is None:
-        return UNet(UNetConfig.from_dict(data))
-    return RefinedUNet(UNetConfig.from_dict(predictor), UNetConfig.from_dict(data), schedule)
+        return UNet(network)
+    return RefinedUNet(predictor, network, schedule)
