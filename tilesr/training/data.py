@@ -7,8 +7,9 @@ then a pure function of its random generator, which the trainer derives from
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import lcm
 
 import numpy as np
@@ -36,6 +37,8 @@ from tilesr.training.config import (
     TrainConfig,
     W2SSource,
 )
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,13 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     -------
     TrainingData
         Validation images are taken round-robin over the sources' held-out pairs, up
-        to ``validation.n_images``.
+        to ``validation.n_images``, each named after its source (``2:w2s/...``: the
+        third source of the config); a warning names the sources that get none.
     """
     scale = config.export.scale
     samplers = []
     held_out: list[list[ImagePair]] = []
-    for source in config.data.sources:
+    for i, source in enumerate(config.data.sources):
         train, val = _load_source(source, scale)
         train = _to_scale(train, scale, source)
         samplers.append(
@@ -96,9 +100,11 @@ def load_training_data(config: TrainConfig) -> TrainingData:
                 augment=config.data.augment,
             )
         )
-        held_out.append(_to_scale(val, scale, source))
+        val = _to_scale(val, scale, source)
+        held_out.append([replace(p, name=f"{i}:{source.kind}/{p.name}") for p in val])
     weights = np.array([s.weight for s in config.data.sources], dtype=np.float64)
     chosen = _round_robin(held_out, config.validation.n_images)
+    _warn_uncovered(config, held_out, chosen)
     multiple = lcm(config.model.size_multiple, scale)
     validation = tuple(
         _validation_image(p, scale, config.validation.crop, multiple, config) for p in chosen
@@ -180,6 +186,25 @@ def _to_scale(pairs: list[ImagePair], scale: int, source: DataSource) -> list[Im
         h, w = (p.lr.shape[0] // scale) * scale, (p.lr.shape[1] // scale) * scale
         out.append(ImagePair(bin_mean(p.lr, scale).astype(np.float32), p.hr[:h, :w], p.name))
     return out
+
+
+def _warn_uncovered(
+    config: TrainConfig, held_out: Sequence[Sequence[ImagePair]], chosen: Sequence[ImagePair]
+) -> None:
+    # best.pt is chosen on the validation images alone: a source without one (often the
+    # real data, listed last) would not count at all
+    names = {p.name for p in chosen}
+    left_out = [
+        f"{i}:{source.kind}"
+        for i, (source, pairs) in enumerate(zip(config.data.sources, held_out, strict=True))
+        if pairs and not any(p.name in names for p in pairs)
+    ]
+    if left_out:
+        _log.warning(
+            f"validation.n_images {config.validation.n_images} leaves out the held-out "
+            f"images of {', '.join(left_out)}: best.pt is chosen without them "
+            f"(n_images {sum(1 for pairs in held_out if pairs)} or more covers every source)"
+        )
 
 
 def _round_robin(groups: Sequence[Sequence[ImagePair]], n: int) -> list[ImagePair]:

@@ -1,0 +1,50 @@
+"""Validation images: every source represented, or a warning that says which is not."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+import yaml
+
+from tilesr.training.config import config_from_dict
+from tilesr.training.data import load_training_data
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+
+
+def _two_sources(n_images: int) -> Any:
+    raw = yaml.safe_load(TINY.read_text())
+    first = raw["data"]["sources"][0]
+    second = copy.deepcopy(first) | {"noise_level": 8, "seed": 5, "val_seed": 2000}
+    raw["data"]["sources"] = [first | {"n": 2}, second | {"n": 2}]
+    config = config_from_dict(raw)
+    return dataclasses.replace(
+        config, validation=dataclasses.replace(config.validation, n_images=n_images)
+    )
+
+
+def test_validation_images_are_named_after_their_source(caplog: Any) -> None:
+    with caplog.at_level(logging.WARNING, logger="tilesr"):
+        data = load_training_data(_two_sources(n_images=2))
+    assert [v.name for v in data.validation] == ["0:simulated/sim_0000", "1:simulated/sim_0000"]
+    assert not caplog.records
+
+
+def test_a_source_without_validation_images_is_named(caplog: Any) -> None:
+    # round-robin picks the first source's images first: with one image the second
+    # source (in the bundled recipes: the real data, listed last) would not count
+    with caplog.at_level(logging.WARNING, logger="tilesr"):
+        data = load_training_data(_two_sources(n_images=1))
+    assert [v.name for v in data.validation] == ["0:simulated/sim_0000"]
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "1:simulated" in message and "0:simulated" not in message
+    assert "n_images 2 or more" in message
