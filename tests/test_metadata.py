@@ -19,6 +19,7 @@ def test_round_trip_keeps_every_field():
         samples=4,
         sample_noise="antithetic",
         strength=1.0,
+        consistency=2.5,
         output="v",
     )
     assert ModelMetadata.from_props(meta.to_props()) == meta
@@ -28,13 +29,14 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
     old = {
         k: v
         for k, v in asdict(ModelMetadata(strength=0.6)).items()
-        if k not in ("objective", "sampler", "steps", "samples", "sample_noise")
+        if k not in ("objective", "sampler", "steps", "samples", "sample_noise", "consistency")
     }
     props = {"tilesr": json.dumps({"format": "tilesr-ddpm", **old})}
     meta = ModelMetadata.from_props(props)
     assert (meta.prediction, meta.objective) == ("epsilon", "diffusion")
     assert (meta.sampler, meta.steps, meta.samples, meta.strength) == ("dpmpp", 20, 1, 0.6)
     assert meta.sample_noise == "independent"
+    assert meta.consistency == 0.0  # no data consistency: exactly as before it existed
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,8 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
         ({"steps": 0}, "steps must be a positive integer, got 0"),
         ({"samples": 0}, "samples must be a positive integer, got 0"),
         ({"sample_noise": "sobol"}, "sample_noise must be one of antithetic, independent"),
+        ({"consistency": -1.0}, r"consistency must be a sigma in \[0, 64\] input pixels"),
+        ({"consistency": True}, "consistency must be a sigma"),
     ],
 )
 def test_impossible_values_are_refused_by_name(change, message):

@@ -27,6 +27,8 @@ from tilesr.options import RestoreOptions
         ({"sample_noise": "x"}, "sample noise must be one of antithetic, independent, got 'x'"),
         ({"strength": 0.0}, r"strength must be in \(0, 1\], got 0.0"),
         ({"skip_background": 1.5}, r"skip background must be in \[0, 1\], got 1.5"),
+        ({"consistency": 100.0}, r"consistency must be a sigma in \[0, 64\] input pixels"),
+        ({"consistency": "2"}, "consistency must be a sigma"),
         ({"nan_policy": "x"}, "nan policy must be one of refuse, zero, mean, got 'x'"),
         ({"dtype": "uint8"}, "output dtype must be one of float32, input, got 'uint8'"),
         ({"zarr_format": 4}, "zarr format must be 2 .* or 3 .*, got 4"),

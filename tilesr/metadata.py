@@ -92,6 +92,10 @@ class ModelMetadata:
     #: a factor fitted on validation data and a Gaussian pooling of the variance (px)
     uncertainty_scale: float = 1.0
     uncertainty_pool: float = 0.0
+    #: default data consistency (tilesr.diffusion.consistency): Gaussian sigma in input
+    #: pixels of the scales on which the output must agree with its input; 0: off (as
+    #: files without this key restore)
+    consistency: float = 0.0
     input_noisy: str = "noisy"
     input_cond: str = "cond"
     input_timestep: str = "t"
@@ -124,6 +128,7 @@ class ModelMetadata:
             raise TilesrError(
                 f"uncertainty_pool must be in [0, 64] pixels, got {self.uncertainty_pool!r}"
             )
+        check_consistency(self.consistency)
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
         if self.size_multiple < 1:
@@ -211,6 +216,7 @@ class ModelMetadata:
                 "sample_noise": str,
                 "uncertainty_scale": float,
                 "uncertainty_pool": float,
+                "consistency": float,
                 "input_noisy": str,
                 "input_cond": str,
                 "input_timestep": str,
@@ -222,6 +228,20 @@ class ModelMetadata:
             source,
         )
         return cls(schedule=ScheduleSpec(**schedule), **values)
+
+
+#: largest data-consistency sigma (input pixels): beyond it the correction is a constant
+MAX_CONSISTENCY = 64.0
+
+
+def check_consistency(sigma: object) -> None:
+    """Refuse a data-consistency sigma that is not a number in [0, MAX_CONSISTENCY]."""
+    number = isinstance(sigma, int | float) and not isinstance(sigma, bool)
+    if not number or not 0.0 <= sigma <= MAX_CONSISTENCY:  # type: ignore[operator]
+        raise TilesrError(
+            f"consistency must be a sigma in [0, {MAX_CONSISTENCY:g}] input pixels "
+            f"(0: off), got {sigma!r}"
+        )
 
 
 def check_tile_geometry(tile_size: int, overlap: int, size_multiple: int = 1) -> None:

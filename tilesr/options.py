@@ -16,7 +16,7 @@ from typing import Any
 from tilesr.denoisers.onnx_backend import DEVICES
 from tilesr.errors import TilesrError, check_choice
 from tilesr.io.axes import AXIS_LETTERS, check_format
-from tilesr.metadata import SAMPLE_NOISE, SAMPLERS
+from tilesr.metadata import SAMPLE_NOISE, SAMPLERS, check_consistency
 
 #: ``step``: blend the tiles' network outputs on the canvas at every step (MultiDiffusion,
 #: seamless); ``final``: sample each tile alone and blend only the final images
@@ -88,6 +88,12 @@ class RestoreOptions:
         it and it starts, else the CPU), ``cpu`` or ``cuda``. The provider that actually
         ran is recorded in the output; CPU and CUDA results differ in their last bits,
         so a resumed run must run on the same one.
+    consistency
+        Data consistency (:mod:`tilesr.diffusion.consistency`): the Gaussian sigma, in
+        input pixels, of the scales on which each sample is made to agree with the
+        input (binned back to the input's grid). 0: off. None: the model's. Right for
+        targets with the input's optics and background (a frame average of the same
+        microscope); wrong for a deblurred or background-free target.
     plane_noise
         One of :data:`PLANE_NOISE`: whether the planes of a stack get their own noise
         (the default) or share plane 0's (tools/bench_zstack.py measures both).
@@ -116,6 +122,7 @@ class RestoreOptions:
     batch_size: int | None = None
     threads: int | None = None
     device: str = "auto"
+    consistency: float | None = None
     plane_noise: str = PLANE_NOISE[0]
     axes: str | None = None
     level: int = 0
@@ -140,6 +147,8 @@ class RestoreOptions:
         check_format(self.zarr_format)
         _check_fraction("strength", self.strength, low_open=True)
         _check_fraction("skip_background", self.skip_background, low_open=False)
+        if self.consistency is not None:
+            check_consistency(self.consistency)
         if self.uncertainty is not None and not isinstance(self.uncertainty, bool):
             raise TilesrError(f"uncertainty must be true, false or None, got {self.uncertainty!r}")
         for name in ("tile_size", "overlap"):  # their ranges depend on the model: make_plan

@@ -66,26 +66,33 @@ NOISE_SUFFIX = {"a": "antithetic", "i": "independent"}
 
 @dataclass(frozen=True)
 class Setting:
-    """One way of running a model: sampler, steps x samples, sample noise (None: the model's)."""
+    """One way of running a model: sampler, steps x samples, sample noise and data
+    consistency (None: the model's)."""
 
     label: str
     sampler: str | None
     steps: int | None
     samples: int | None
     sample_noise: str | None = None
+    consistency: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         """``model`` or ``sampler:STEPSxSAMPLES`` with an optional ``a`` (antithetic) or
-        ``i`` (independent) after the sample count (none: the model's sample noise)."""
-        if text == "model":
-            return cls("model default", None, None, None)
+        ``i`` (independent) after the sample count (none: the model's sample noise), and
+        an optional ``+cSIGMA`` (data consistency at SIGMA input pixels; ``+c0``: off)."""
+        text, _, dc = text.partition("+c")
+        consistency = float(dc) if dc else None
+        suffix = "" if consistency is None else f" + consistency {consistency:g}"
+        if text in ("model", "1"):  # "1": a regression model's one evaluation
+            label = "model default" if text == "model" else "one evaluation"
+            return cls(label + suffix, None, None, None, consistency=consistency)
         name, _, rest = text.partition(":")
         steps, _, samples = rest.partition("x")
         noise = NOISE_SUFFIX.get(samples[-1:]) if samples else None
         count = samples[:-1] if noise else samples
-        label = f"{name} {steps}x{count}" + (f" {noise}" if noise else "")
-        return cls(label, name, int(steps), int(count), noise)
+        label = f"{name} {steps}x{count}" + (f" {noise}" if noise else "") + suffix
+        return cls(label, name, int(steps), int(count), noise, consistency)
 
 
 def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
@@ -182,6 +189,7 @@ def restore_one(lr: np.ndarray, model: Path, setting: Setting, threads: int):
         steps=setting.steps,
         samples=setting.samples,
         sample_noise=setting.sample_noise,
+        consistency=setting.consistency,
         uncertainty=True,
         threads=threads,
     )
@@ -374,6 +382,12 @@ def main() -> None:
         help="comma-separated sampler:STEPSxSAMPLES of the diffusion model ('model': its default)",
     )
     parser.add_argument(
+        "--regression-settings",
+        default="",
+        help="more rows of the regression model, comma-separated: '1+cSIGMA' (data "
+        "consistency at SIGMA input pixels; '1+c0': off)",
+    )
+    parser.add_argument(
         "--nuclei",
         type=Path,
         default=_dataset_file("data:stardist_nuclei/img2d.tif"),
@@ -398,9 +412,10 @@ def main() -> None:
     else:
         sets = datasets(scale, args.quick, nuclei)
     rows = {"bicubic": bicubic_rows(sets, scale)}
-    rows["regression"] = evaluate_model(
-        sets, args.regression, Setting("1", None, None, None), args.threads
-    )
+    for text in ("1", *args.regression_settings.split(",")) if args.regression_settings else ("1",):
+        setting = Setting.parse(text)
+        label = "regression" + setting.label.removeprefix("one evaluation")
+        rows[label] = evaluate_model(sets, args.regression, setting, args.threads)
     # a refined model runs predictor + refiner at every evaluation: count in units of
     # the regression network's cost (FLOPs per tile from the graphs)
     tile = OnnxDenoiser(args.diffusion).metadata.tile_size

@@ -55,9 +55,14 @@ def test_a_block_context_smaller_than_a_tile(models, tmp_path):
     # the uncertainty is pooled on the canvas: the context must hold what the pooling reads
     meta = replace(small_metadata(), uncertainty_pool=2.0)
     pooled = open_model(analytic_model(tmp_path / "p.onnx", metadata=meta), ONE_THREAD)
-    with pytest.raises(TilesrError, match="at least the 8 px the uncertainty's pooling reads"):
+    with pytest.raises(TilesrError, match="at least the 8 px the uncertainty's pooling and"):
         make_plan(RestoreOptions(samples=2, context=4), pooled, shape)
     assert make_plan(RestoreOptions(samples=1, context=4), pooled, shape).context == 4
+    # so must it hold what the data consistency reads: scale 1 x (4 sigma + 2) input pixels
+    with pytest.raises(TilesrError, match="at least the 6 px"):
+        make_plan(RestoreOptions(samples=1, context=4, consistency=1.0), pooled, shape)
+    with pytest.raises(TilesrError, match="consistency reads beyond a block"):
+        make_plan(RestoreOptions(fuse="final", consistency=1.0), pooled, shape)
 
 
 def test_the_model_can_declare_its_block_context(tmp_path):

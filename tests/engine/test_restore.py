@@ -14,6 +14,7 @@ from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange, percentile_range
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion import build_schedule, make_sampler
+from tilesr.diffusion.consistency import make_consistent
 from tilesr.diffusion.sampling import sample
 from tilesr.diffusion.uncertainty import predictive_std
 from tilesr.engine import restore
@@ -88,6 +89,26 @@ def test_antithetic_samples_equal_untiled_sampling_exactly(models, lr, fuse):
     assert not np.array_equal(image, independent)
 
 
+def test_consistency_is_applied_to_every_sample_as_on_the_whole_image(models, lr):
+    # per-pixel model: the engine's blocks equal the whole image's samples made
+    # consistent at once, bit for bit (the blocks' canvases hold the reach)
+    options = RestoreOptions(samples=2, steps=STEPS, seed=5, block_size=40, consistency=1.5)
+    res = restore(da.from_array(lr, chunks=(17, 29)), models["analytic2"], options)
+    image, std = dask.compute(res.image, res.uncertainty)
+    den = OnnxDenoiser(models["analytic2"])
+    intensity = percentile_range(lr, den.metadata.norm_low, den.metadata.norm_high)
+    cond = conditioning(lr, 2, intensity)
+    sampler = make_sampler("dpmpp", build_schedule(den.metadata.schedule))
+    raw = sample(den, cond, sampler, n_samples=2, steps=STEPS, seed=5).samples
+    made = make_consistent(raw, cond, sigma=1.5, scale=2)
+    assert np.array_equal(image, intensity.denormalize(made.mean(0)))
+    expected_std = predictive_std(made) * np.float32(intensity.span / 2)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-5, atol=1e-3)
+    plain, _ = _untiled(models["analytic2"], lr, samples=2)
+    assert np.abs(image - plain).mean() > 1.0  # and it did change the restoration
+    assert res.plan.record()["consistency"] == 1.5
+
+
 def test_output_chunks_are_the_blocks(models, lr):
     res = restore(da.from_array(lr), models["spatial2"], RestoreOptions(steps=2, block_size=48))
     assert res.image.shape == (140, 166)
@@ -103,9 +124,11 @@ def test_default_block_is_a_stride_multiple_clipped_to_the_image(models, lr):
     assert res.image.chunks == ((70,), (83,))
 
 
-def test_identical_across_chunkings_and_batch_sizes(models, lr):
+@pytest.mark.parametrize("consistency", [0.0, 1.5])
+def test_identical_across_chunkings_and_batch_sizes(models, lr, consistency):
     lr = lr[:48, :60]
     kwargs = {"samples": 2, "steps": 3, "block_size": 48, "uncertainty": True, "seed": 1}
+    kwargs["consistency"] = consistency
     ref = restore(da.from_array(lr), models["spatial2"], RestoreOptions(batch_size=8, **kwargs))
     ref_img, ref_std = dask.compute(ref.image, ref.uncertainty)
     for chunks, batch in [((13, 80), 1), ((48, 7), 3), ((35, 41), 16)]:

@@ -108,6 +108,15 @@ Examples:
     "of the sampling variance) or independent (default: the model's).",
 )
 @click.option(
+    "--consistency",
+    type=float,
+    default=None,
+    metavar="SIGMA",
+    help="Make every sample agree with the input, binned back to its grid, on scales "
+    "above SIGMA input pixels (0: off; default: the model's). For targets with the "
+    "input's optics and background, such as frame averages; not for deblurred ones.",
+)
+@click.option(
     "--plane-noise",
     type=click.Choice(PLANE_NOISE),
     default=PLANE_NOISE[0],

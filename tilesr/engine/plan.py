@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from tilesr.diffusion.consistency import consistency_reach
 from tilesr.diffusion.samplers import Sampler, make_sampler
 from tilesr.diffusion.sampling import SampleNoise, start_timestep
 from tilesr.diffusion.schedule import build_schedule
@@ -121,6 +122,11 @@ class RestorePlan:
         """Whether the samples are antithetic pairs (their noise and their uncertainty)."""
         return self.options.sample_noise == "antithetic"
 
+    @property
+    def consistency(self) -> float:
+        """Data-consistency sigma in input pixels (0: off)."""
+        return _filled(self.options.consistency)
+
     def noise(self, plane: int) -> SampleNoise:
         """The keyed noise of ``plane`` (the caller applies the plane-noise option)."""
         return SampleNoise(self.options.seed, plane, self.antithetic)
@@ -170,7 +176,16 @@ def make_plan(
     overlap = meta.overlap if options.overlap is None else options.overlap
     check_tile_geometry(tile, overlap, meta.size_multiple)
     uncertainty = samples > 1 if options.uncertainty is None else options.uncertainty
-    reach = pooling_reach(meta.uncertainty_pool) if uncertainty else 0
+    consistency = meta.consistency if options.consistency is None else options.consistency
+    if consistency and options.fuse != "step":
+        raise TilesrError(
+            f"consistency reads beyond a block, which fuse={options.fuse!r} samples without "
+            "context: use fuse 'step' or consistency 0"
+        )
+    reach = max(
+        pooling_reach(meta.uncertainty_pool) if uncertainty else 0,
+        consistency_reach(consistency, meta.scale),
+    )
     effective = replace(
         options,
         samples=samples,
@@ -179,6 +194,7 @@ def make_plan(
         strength=meta.strength if options.strength is None else options.strength,
         sample_noise=options.sample_noise or meta.sample_noise,
         uncertainty=uncertainty,
+        consistency=float(consistency),
         tile_size=tile,
         overlap=overlap,
         context=block_context(options, tile, reach, meta.context),
@@ -220,9 +236,9 @@ def block_context(
     """HR pixels sampled around a block: the option, else the model's ``default``, else
     one tile; none without fusion.
 
-    ``reach``: the pixels the uncertainty's pooling reads beyond a block (it is computed
-    on the canvas), the least context a block can be given; a model default below it is
-    raised to it (an explicit option below it is refused).
+    ``reach``: the pixels the uncertainty's pooling and the data consistency read beyond
+    a block (they are computed on the canvas), the least context a block can be given;
+    a model default below it is raised to it (an explicit option below it is refused).
     """
     given = options.context
     if options.fuse != "step":
@@ -234,7 +250,8 @@ def block_context(
         return 0
     if given is not None and given < reach:
         raise TilesrError(
-            f"context must be at least the {reach} px the uncertainty's pooling reads "
+            f"context must be at least the {reach} px the uncertainty's pooling and the "
+            "data consistency read "
             f"beyond a block, got {given}"
         )
     if given is None:

@@ -36,6 +36,7 @@ from tilesr.data.conditioning import conditioning
 from tilesr.data.normalize import IntensityRange
 from tilesr.data.resize import BICUBIC_MARGIN
 from tilesr.denoisers.base import Denoiser
+from tilesr.diffusion.consistency import make_consistent
 from tilesr.diffusion.uncertainty import predictive_std
 from tilesr.engine.blocks import (
     AxisBlock,
@@ -153,6 +154,7 @@ def restore_block(
     # shared: every plane draws the noise of plane 0 (no flicker through z)
     plane = job.plane if plan.options.plane_noise == "independent" else 0
     x0 = sample_canvas(denoiser, cond, origin, list(job.tiles), plan, plane=plane, report=report)
+    x0 = make_consistent(x0, cond, sigma=plan.consistency, scale=plan.scale, origin=origin)
     block = (slice(None), job.block[0].slice(origin[0]), job.block[1].slice(origin[1]))
     out = [intensity.denormalize(x0[block].mean(axis=0))]
     if plan.options.uncertainty:

@@ -37,8 +37,8 @@ from tilesr.model.unet import UNet
 
 MIN_OPSET = 17
 #: metadata an export may set after training: how to tile (tools/bench_overlap.py) and
-#: sample, and the uncertainty's calibration (tools/calibrate.py); nothing that would
-#: change what the weights mean
+#: sample, the uncertainty's calibration (tools/calibrate.py) and the data consistency;
+#: nothing that would change what the weights mean
 AFTER_TRAINING = (
     "overlap",
     "context",
@@ -49,6 +49,7 @@ AFTER_TRAINING = (
     "sample_noise",
     "uncertainty_scale",
     "uncertainty_pool",
+    "consistency",
 )
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3

@@ -34,7 +34,13 @@ from tilesr.data.fetch import SCHEME as DATA_SCHEME
 from tilesr.data.fetch import fetch_referenced, resolve_reference
 from tilesr.diffusion.samplers import SAMPLER_NAMES
 from tilesr.errors import TilesrError, check_choice
-from tilesr.metadata import PREDICTIONS, SAMPLE_NOISE, ScheduleSpec, check_tile_geometry
+from tilesr.metadata import (
+    PREDICTIONS,
+    SAMPLE_NOISE,
+    ScheduleSpec,
+    check_consistency,
+    check_tile_geometry,
+)
 from tilesr.model.unet import UNetConfig
 
 LOSSES = ("mse", "l1")
@@ -285,10 +291,14 @@ class ExportConfig:
     #: validation data by tools/calibrate.py; see tilesr.diffusion.uncertainty)
     uncertainty_scale: float = 1.0
     uncertainty_pool: float = 0.0
+    #: default data consistency recorded in the model (tilesr.diffusion.consistency;
+    #: sigma in input pixels, 0: off): only for data whose targets keep the input's optics
+    consistency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"export scale must be 1, 2, 3 or 4, got {self.scale}")
+        check_consistency(self.consistency)
         _positive(self, "steps", "samples")
         if self.context is not None and self.context < 0:
             raise TilesrError(f"export context must be >= 0 pixels, got {self.context}")

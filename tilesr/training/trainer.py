@@ -101,6 +101,7 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         size_multiple=config.model.size_multiple,
         norm_low=ec.norm_low,
         norm_high=ec.norm_high,
+        consistency=ec.consistency,
         output=OUTPUT_NAMES[prediction],
         tilesr_version=__version__,
         **sampling,
