@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,3 +24,18 @@ def test_restore_without_a_model_uses_the_bundled_one():
     result = tilesr.restore(image, options=tilesr.RestoreOptions(steps=1, samples=1))
     assert isinstance(result.metadata, ModelMetadata)
     assert result.image.shape == (24 * result.metadata.scale, 24 * result.metadata.scale)
+
+
+@pytest.mark.parametrize("name", ["default", "regression"])
+def test_bundled_models_restore_with_the_exported_config_defaults(name):
+    # the metadata must say what configs/*.yaml's export section says (re-exported with
+    # --config), e.g. the data consistency chosen on the validation data
+    pytest.importorskip("torch")  # the export reads the training config
+    from tilesr.denoisers.onnx_backend import OnnxDenoiser
+    from tilesr.export.onnx_export import export_defaults
+
+    config = {"default": "bundled", "regression": "regression"}[name]
+    defaults = export_defaults(Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml")
+    meta = OnnxDenoiser(tilesr.bundled_model(name)).metadata
+    assert {k: getattr(meta, k) for k in defaults} == defaults
+    assert meta.consistency == 3.0

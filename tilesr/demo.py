@@ -89,8 +89,11 @@ def run_demo(
     if size < 64:
         raise TilesrError(f"demo size must be at least 64 pixels, got {size}")
     _prepare(out, overwrite=overwrite)
+    # the simulator's ground truth has none of the smooth background its forward model
+    # adds to the input, so the input is not what the target looks like on large
+    # scales: restore without data consistency (tilesr.diffusion.consistency)
     options = RestoreOptions(
-        samples=samples, steps=steps, sampler=sampler, seed=seed, uncertainty=True
+        samples=samples, steps=steps, sampler=sampler, seed=seed, uncertainty=True, consistency=0.0
     )
     opened = open_model(model_path, options, scheduler=scheduler)  # once, for both
     scale = opened.metadata.scale

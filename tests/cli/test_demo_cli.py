@@ -24,6 +24,9 @@ def test_demo_writes_restoration_figure_and_metrics(tmp_path):
     group = zarr.open_group(out / "restored.ome.zarr", mode="r")
     assert group["0"].shape == (2, 128, 128)  # c: the restoration, then its uncertainty
     assert group.attrs["tilesr"]["status"] == "complete"
+    # the simulated ground truth has no background: restored without data consistency,
+    # although the bundled model's default has it
+    assert group.attrs["tilesr"]["settings"]["consistency"] == 0.0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"bicubic", "restored"}
     assert (out / "figure.png").stat().st_size > 10_000
