@@ -43,6 +43,7 @@ from tilesr.diffusion.samplers import make_sampler, spaced_timesteps
 from tilesr.diffusion.sampling import sample
 from tilesr.diffusion.schedule import NoiseSchedule, build_schedule
 from tilesr.errors import TilesrError
+from tilesr.export.onnx_export import AFTER_TRAINING
 from tilesr.metadata import REGRESSION_SAMPLING, ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
 from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
@@ -77,17 +78,10 @@ OUTPUT_NAMES = {"epsilon": "eps", "x0": "x0", "v": "v"}
 def model_metadata(config: TrainConfig) -> ModelMetadata:
     """The metadata an export of this run's model will carry."""
     ec, tc = config.export, config.training
-    sampling: dict[str, Any] = {
-        "strength": ec.strength,
-        "sampler": ec.sampler,
-        "steps": ec.steps,
-        "samples": ec.samples,
-        "sample_noise": ec.sample_noise,
-        "uncertainty_scale": ec.uncertainty_scale,
-        "uncertainty_pool": ec.uncertainty_pool,
-    }
+    # what an export may still set after training, as the config's export section says
+    chosen: dict[str, Any] = {key: getattr(ec, key) for key in AFTER_TRAINING}
     if tc.objective == "regression":  # one deterministic evaluation from the conditioning
-        sampling = dict(REGRESSION_SAMPLING)
+        chosen.update(REGRESSION_SAMPLING)
     # a refined model answers in image space: the clean image (p + r0), a diffusion model
     prediction = "x0" if tc.objective == "refinement" else tc.prediction
     return ModelMetadata(
@@ -96,15 +90,12 @@ def model_metadata(config: TrainConfig) -> ModelMetadata:
         objective="regression" if tc.objective == "regression" else "diffusion",
         scale=ec.scale,
         tile_size=ec.tile_size,
-        overlap=ec.overlap,
-        context=ec.context,
         size_multiple=config.model.size_multiple,
         norm_low=ec.norm_low,
         norm_high=ec.norm_high,
-        consistency=ec.consistency,
         output=OUTPUT_NAMES[prediction],
         tilesr_version=__version__,
-        **sampling,
+        **chosen,
     )
 
 
