@@ -365,9 +365,14 @@ def plot(results: dict, path: Path) -> None:
             if k.startswith("diffusion")
         ]
         for x, y, label in pts:
-            ax.plot(x, y, "o")
+            # hollow: without data consistency
+            hollow = "consistency 0" in label
+            ax.plot(x, y, "o", mfc="none" if hollow else None)
             ax.annotate(label, (x, y), fontsize=6)
-        ax.axhline(results["rows"]["regression"][name]["psnr"], color="C3", label="regression")
+        for key, row in results["rows"].items():
+            if key.startswith("regression"):
+                ls = "-" if key == "regression" else ":"
+                ax.axhline(row[name]["psnr"], color="C3", ls=ls, label=key)
         ax.axhline(results["rows"]["bicubic"][name]["psnr"], color="gray", ls="--", label="bicubic")
         ax.set_xscale("log")
         ax.set_title(name, fontsize=9)
@@ -411,7 +416,13 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / "care.json")
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw the figure from --json's results"
+    )
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.json.read_text()), args.json.with_suffix(".png"))
+        return
     t0 = time.perf_counter()
     scale = OnnxDenoiser(args.diffusion).metadata.scale
     nuclei = args.nuclei if args.nuclei and args.nuclei.exists() else None
