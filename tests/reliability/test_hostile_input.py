@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import pytest
 import tifffile
+import zarr
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.onnx_models import OPSET, analytic_model
@@ -439,6 +440,58 @@ def test_hostile_onnx_models(tmp_path, small_tiff, name):
     assert_one_line_error(code, output)
     assert not out.exists()
     assert tree_digest(small_tiff) == digest
+
+
+#: models that run on the blank probe tile but fail on bright input (cond > 0.5): the
+#: failure comes from a block task, not from the probe before planning
+DATA_DEPENDENT_CASES = {
+    # sqrt(0.5 - cond): finite on the blank tile, NaN where the input is bright
+    "nan-on-bright-input": lambda p: _onnx(
+        p,
+        [
+            helper.make_node("Sub", ["half", "cond"], ["d"]),
+            helper.make_node("Sqrt", ["d"], ["r"]),
+            helper.make_node("Mul", ["noisy", "r"], ["eps"]),
+        ],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "half")],
+    ),
+    # allocates max(cond) * 1e12 floats: nothing for the blank tile, 4 TB for a bright one
+    "allocates-on-bright-input": lambda p: _onnx(
+        p,
+        [
+            helper.make_node("ReduceMax", ["cond"], ["m"], keepdims=0),
+            helper.make_node("Relu", ["m"], ["mp"]),
+            helper.make_node("Mul", ["mp", "tera"], ["n"]),
+            helper.make_node("Cast", ["n"], ["ni"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["ni", "one"], ["shape"]),
+            helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+            helper.make_node("ReduceSum", ["big", "axis0"], ["s"], keepdims=0),
+            helper.make_node("Mul", ["noisy", "s"], ["scaled"]),
+            helper.make_node("Add", ["noisy", "scaled"], ["eps"]),
+        ],
+        [
+            numpy_helper.from_array(np.array(1e12, np.float32), "tera"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+            numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_DEPENDENT_CASES))
+def test_a_model_failing_on_some_data_is_one_line_and_leaves_an_unfinished_output(
+    tmp_path, small_tiff, name
+):
+    model = tmp_path / f"{name}.onnx"
+    DATA_DEPENDENT_CASES[name](model)
+    out = tmp_path / "out.zarr"
+    code, output = bounded(
+        lambda: run_cli("restore", small_tiff, out, "--model", model, *FAST), seconds=60
+    )
+    assert_one_line_error(code, output, model.name)
+    if out.exists():  # never an output that looks complete
+        status = zarr.open_group(out, mode="r").attrs.get("tilesr", {}).get("status")
+        assert status != "complete"
 
 
 def test_truncated_onnx(tmp_path, small_tiff):

@@ -217,8 +217,29 @@ class OnnxDenoiser:
             if meta.objective != "regression":
                 feeds[meta.input_noisy] = np.ascontiguousarray(noisy[part], dtype=np.float32)
                 feeds[meta.input_timestep] = np.ascontiguousarray(t[part], dtype=np.float32)
-            outputs.append(np.asarray(session.run([meta.output], feeds)[0], dtype=np.float32))
+            outputs.append(self._run(session, feeds, len(cond[part])))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _run(self, session: Any, feeds: dict[str, NDArray[np.float32]], tiles: int) -> Any:
+        """One session call; a failure or a non-finite output is one line naming the model.
+
+        The blank-tile probe before planning catches models that cannot run at all; this
+        catches the ones that fail on some data only (ORT's errors are untyped).
+        """
+        name = Path(self.path).name
+        try:
+            out = np.asarray(session.run([self.metadata.output], feeds)[0], dtype=np.float32)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise TilesrError(
+                f"{name} failed on a batch of {tiles} tile(s): {type(exc).__name__} {first}"
+            ) from None
+        if not np.isfinite(out).all():
+            raise TilesrError(
+                f"{name} returned non-finite values (NaN or inf) for a batch of {tiles} "
+                "tile(s): the model does not work on this input"
+            )
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         # only the path and options travel; the worker rebuilds (and caches) the session
