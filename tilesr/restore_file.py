@@ -127,7 +127,8 @@ def restore_file(
     ------
     TilesrError
         For unreadable input, bad options, a refused output path, a settings mismatch,
-        or an output another live run is writing (:mod:`tilesr.io.claim`).
+        an output another live run is writing (:mod:`tilesr.io.claim`), a model failing
+        on the data, or a cluster that gave up on a block whose workers kept dying.
     """
     from tilesr.engine.model import open_model
     from tilesr.engine.plan import make_plan
@@ -156,6 +157,13 @@ def restore_file(
             # an interrupt that came once the output was finished (while the cluster's
             # connection closed, say) changes nothing: report the finished output
             written, complete = _finished_or_raise(job, out), False
+        except Exception as exc:
+            if not _cluster_gave_up(exc):
+                raise
+            raise TilesrError(
+                f"the cluster gave up on a block whose workers kept dying ({exc}); "
+                f"{output_path} is not finished: continue it with --resume"
+            ) from None
     return _report(input_path, output_path, shape, written, start, complete=complete)
 
 
@@ -201,6 +209,13 @@ def _write_output(
     levels = ome_tiff.export_ome_tiff(store, out)
     remove_store(store)
     return replace(written, path=str(out), levels=levels), False
+
+
+def _cluster_gave_up(exc: Exception) -> bool:
+    """Whether dask.distributed stopped retrying a task after its workers died (more than
+    ``distributed.scheduler.allowed-failures`` times): the blocks written so far stand."""
+    kind = type(exc)
+    return kind.__name__ == "KilledWorker" and kind.__module__.startswith("distributed")
 
 
 def _finished_or_raise(job: _Job, out: Path) -> WriteReport:

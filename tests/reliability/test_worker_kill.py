@@ -58,3 +58,46 @@ def test_worker_killed_mid_restore_is_survived(tmp_path, models):
     assert report.chunks_written == report.chunks_total
     assert_same_output(out, ref)
     assert tree_digest(src) == digest
+
+
+def test_a_cluster_that_gives_up_is_one_line_and_resumable(tmp_path, models):
+    # with no retries allowed, a worker killed mid-task makes dask raise KilledWorker:
+    # one line saying the output is unfinished, then --resume completes it bit for bit
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    from tilesr.errors import TilesrError
+
+    src = write_tiff(tmp_path / "in.tif", (200, 220))
+    model = models["spatial2"]
+    ref = tmp_path / "ref" / "out.zarr"
+    restore_file(src, ref, OPTIONS, model=model, progress=False)
+
+    out = tmp_path / "run" / "out.zarr"
+    done = out / ".tilesr" / "done"
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        local_cluster(distributed) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pids = list(client.run(os.getpid).values())
+
+        def killer() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if done.is_dir() and sum(1 for _ in done.iterdir()) >= 2:
+                    for pid in pids:  # both: whichever holds a running task
+                        os.kill(pid, signal.SIGKILL)
+                    return
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        address = cluster.scheduler_address
+        with pytest.raises(TilesrError, match=r"gave up on a block.*--resume"):
+            restore_file(src, out, OPTIONS, model=model, scheduler=address, progress=False)
+        thread.join(timeout=5)
+
+    report = restore_file(src, out, OPTIONS, model=model, resume=True, progress=False)
+    assert 0 < report.chunks_written < report.chunks_total
+    assert_same_output(out, ref)
