@@ -494,6 +494,22 @@ def test_a_model_failing_on_some_data_is_one_line_and_leaves_an_unfinished_outpu
         assert status != "complete"
 
 
+def test_a_failing_model_prints_one_line_on_stderr_alone(tmp_path, small_tiff):
+    # ONNX Runtime logs from C++ straight to the process's stderr: only a child shows it
+    model = DATA_DEPENDENT_CASES["allocates-on-bright-input"](tmp_path / "alloc.onnx")
+    out = tmp_path / "out.zarr"
+    args = ["restore", small_tiff, out, "--model", model, *FAST]
+    result = subprocess.run(
+        [sys.executable, "-m", "tilesr", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: alloc.onnx failed"), result.stderr
+
+
 def test_truncated_onnx(tmp_path, small_tiff):
     good = analytic_model(tmp_path / "good.onnx", metadata=model_metadata(scale=1))
     for cut in (10, 200, good.stat().st_size // 2, good.stat().st_size - 3):

@@ -105,7 +105,9 @@ def session_options(ort: Any, threads: int | None) -> Any:
     # shared or busy machine a spinning thread takes the cores the others need, and ORT's
     # threads wait for each other at every operator (batch 8 as fast either way when quiet)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    # fatal only: ORT's own error lines (a failed allocation, say) would come beside the
+    # one-line error tilesr raises, which carries their first line
+    options.log_severity_level = 4
     return options
 
 
