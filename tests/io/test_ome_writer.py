@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -93,6 +94,33 @@ def test_existing_output_is_refused_then_overwritten(tmp_path):
         write_ome_zarr(path, np.ones((20, 20), np.uint8), axes="yx")
     write_ome_zarr(path, np.ones((20, 30), np.uint8), axes="yx", overwrite=True)
     assert open_image(path).data.shape == (20, 30)
+
+
+def test_a_deletion_killed_midway_leaves_nothing_at_the_output(tmp_path, monkeypatch):
+    # the old store is renamed away before it is deleted: a kill during the deletion
+    # (here: rmtree dies after removing the zarr metadata) leaves no folder at the output
+    # that no longer looks like a zarr store, and the next --overwrite cleans up after it
+    import shutil
+
+    from tilesr.io import ome_writer
+
+    path = tmp_path / "img.zarr"
+    write_ome_zarr(path, np.zeros((20, 20), np.uint8), axes="yx")
+    real_rmtree = shutil.rmtree
+
+    def killed_rmtree(folder, *args, **kwargs):
+        (Path(folder) / "zarr.json").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ome_writer.shutil, "rmtree", killed_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        write_ome_zarr(path, np.ones((20, 20), np.uint8), axes="yx", overwrite=True)
+    assert not path.exists()
+    monkeypatch.setattr(ome_writer.shutil, "rmtree", real_rmtree)
+    write_ome_zarr(path, np.ones((20, 30), np.uint8), axes="yx")
+    write_ome_zarr(path, np.ones((20, 40), np.uint8), axes="yx", overwrite=True)
+    assert open_image(path).data.shape == (20, 40)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.zarr"]
 
 
 def test_overwrite_refuses_to_delete_a_non_zarr_folder(tmp_path):

@@ -128,11 +128,21 @@ def prepare_output_path(out: Path, *, overwrite: bool) -> None:
 
 
 def remove_store(out: Path) -> None:
-    """Delete a zarr store, refusing anything that does not look like one."""
-    if out.is_dir() and (any((out / m).exists() for m in _ZARR_MARKERS) or not any(out.iterdir())):
-        shutil.rmtree(out)
-        return
-    raise TilesrError(f"{out} exists and is not a zarr store; refusing to delete it")
+    """Delete a zarr store, refusing anything that does not look like one.
+
+    The store is first renamed to a hidden sibling (atomic), then deleted: a kill during
+    the deletion leaves that sibling (removed by the next call), never a half-deleted
+    folder at ``out`` that no longer looks like a zarr store and so could not be replaced.
+    """
+    if not (
+        out.is_dir() and (any((out / m).exists() for m in _ZARR_MARKERS) or not any(out.iterdir()))
+    ):
+        raise TilesrError(f"{out} exists and is not a zarr store; refusing to delete it")
+    for left in out.parent.glob(f".{out.name}.tilesr-removing-*"):
+        shutil.rmtree(left, ignore_errors=True)  # what a killed deletion left
+    doomed = out.with_name(f".{out.name}.tilesr-removing-{os.getpid()}")
+    out.rename(doomed)
+    shutil.rmtree(doomed)
 
 
 def pyramid_shapes(
