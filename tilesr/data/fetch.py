@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tilesr.data.registry import Dataset, Registry, RemoteFile, default_registry
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, first_line
 from tilesr.io.checksum import file_sha256
 
 ENV_VAR = "TILESR_DATA"
@@ -317,7 +317,7 @@ def _retrieve(url: str, sha256: str, dest: Path, name: str, label: str) -> Path:
         )
     except ValueError as exc:
         if "hash" not in str(exc):  # not pooch's checksum mismatch
-            raise TilesrError(f"{label}: {url}: {_first_line(exc)}") from None
+            raise TilesrError(f"{label}: {url}: {first_line(exc)}") from None
         # pooch has deleted the download
         raise TilesrError(
             f"{label}: the file at {url} does not match its registered sha256 "
@@ -419,9 +419,4 @@ def _reason(exc: Exception, name: str) -> str:
             f"no connection; run `tilesr data fetch {name}` where the internet is reachable "
             f"and copy {name}/ into {ENV_VAR} (or ../shared/data) here"
         )
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)

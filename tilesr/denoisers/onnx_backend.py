@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tilesr.errors import TilesrError, check_choice
+from tilesr.errors import TilesrError, check_choice, first_line
 from tilesr.metadata import ModelMetadata
 
 # One ORT session per (file, threads, device) and process: sessions do not pickle, and
@@ -121,8 +121,7 @@ def _new_session(ort: Any, path: str, threads: int | None, providers: tuple[str,
             warnings.simplefilter("ignore", UserWarning)
             return ort.InferenceSession(path, options, providers=list(providers))
     except Exception as exc:  # ORT raises its own untyped errors for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TilesrError(f"{path} is not a loadable ONNX model: {first[:300]}") from None
+        raise TilesrError(f"{path} is not a loadable ONNX model: {first_line(exc)}") from None
 
 
 def _cuda_did_not_start(device: str, path: str) -> None:
@@ -232,9 +231,9 @@ class OnnxDenoiser:
         try:
             out = np.asarray(session.run([self.metadata.output], feeds)[0], dtype=np.float32)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             raise TilesrError(
-                f"{name} failed on a batch of {tiles} tile(s): {type(exc).__name__} {first}"
+                f"{name} failed on a batch of {tiles} tile(s): {type(exc).__name__} "
+                f"{first_line(exc)}"
             ) from None
         if not np.isfinite(out).all():
             raise TilesrError(

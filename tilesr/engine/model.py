@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesr.denoisers.base import Denoiser
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, first_line
 from tilesr.io.checksum import file_sha256
 from tilesr.metadata import ModelMetadata
 from tilesr.options import RestoreOptions
@@ -109,10 +109,11 @@ def probe(model: EngineModel, tile: int) -> None:
     t = np.full((1,), model.metadata.schedule.timesteps - 1, dtype=np.float32)
     try:
         out = np.asarray(model.denoiser.predict(zeros, zeros, t))
-    except Exception as exc:  # ORT raises its own untyped errors (shapes, types, memory)
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    except TilesrError:
+        raise  # already one line naming the model (OnnxDenoiser checks every call)
+    except Exception as exc:  # another Denoiser's own errors (shapes, types, memory)
         raise TilesrError(
-            f"{model.name} fails on a {tile}x{tile} tile: {type(exc).__name__} {first}"
+            f"{model.name} fails on a {tile}x{tile} tile: {type(exc).__name__} {first_line(exc)}"
         ) from None
     if out.shape != zeros.shape:
         raise TilesrError(

@@ -24,7 +24,7 @@ import torch
 
 from tilesr import __version__
 from tilesr.denoisers.torch_backend import check_size_multiple
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, first_line
 from tilesr.metadata import REGRESSION_SAMPLING, ModelMetadata
 from tilesr.model.checkpoint import (
     build_model,
@@ -213,8 +213,9 @@ def _add_metadata(path: Path, metadata: ModelMetadata) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise TilesrError(f"the exported graph does not pass onnx.checker: {first}") from None
+        raise TilesrError(
+            f"the exported graph does not pass onnx.checker: {first_line(exc)}"
+        ) from None
     onnx.save(proto, str(path))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, first_line
 from tilesr.io.axes import (
     AXIS_LETTERS,
     check_axes,
@@ -178,7 +178,7 @@ def _open_zarr(path: Path, *, axes: str | None, level: int) -> InputImage:
     try:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:  # zarr raises many types for non-stores
-        raise TilesrError(f"{source!r} is not a readable zarr store: {_first_line(exc)}") from None
+        raise TilesrError(f"{source!r} is not a readable zarr store: {first_line(exc)}") from None
     if isinstance(node, zarr.Array):
         return _plain_zarr(node, source, axes=axes, level=level)
     multiscale = parse_multiscales(dict(node.attrs), source=source)
@@ -253,7 +253,7 @@ def _ngff_dataset(
         return zarr.open_array(store=str(path), path=ds_path, mode="r"), ds_path
     except Exception as exc:
         raise TilesrError(
-            f"{source}: dataset {ds_path!r} cannot be opened: {_first_line(exc)}"
+            f"{source}: dataset {ds_path!r} cannot be opened: {first_line(exc)}"
         ) from None
 
 
@@ -284,7 +284,7 @@ class _ZarrRegion:
         try:
             return np.asarray(self.array[key])
         except Exception as exc:  # codecs and zarr raise many types for damaged stores
-            raise TilesrError(f"cannot read {self.source}: {_first_line(exc)}") from None
+            raise TilesrError(f"cannot read {self.source}: {first_line(exc)}") from None
 
 
 def _zarr_dask(array: Any, chunks: tuple[int, ...], *, source: str) -> da.Array:
@@ -365,7 +365,7 @@ class _TiffRegion:
             with lock:
                 return np.asarray(array[key])
         except Exception as exc:
-            raise TilesrError(f"cannot read {self.path}: {_first_line(exc)}") from None
+            raise TilesrError(f"cannot read {self.path}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -484,7 +484,7 @@ def _tiff_header(path: Path, level: int, *, source: str) -> _TiffHeader:
     except TilesrError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise TilesrError(f"{source} is not a readable TIFF: {_first_line(exc)}") from None
+        raise TilesrError(f"{source} is not a readable TIFF: {first_line(exc)}") from None
     return _TiffHeader(shape, dtype, tif_axes, sizes, units, kind, native, singletons, origin)
 
 
@@ -689,8 +689,3 @@ def _ome_pixels(xml: str) -> ET.Element | None:
         if elem.tag.rsplit("}", 1)[-1] == "Pixels":
             return elem
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

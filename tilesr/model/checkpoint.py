@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tilesr.errors import TilesrError
+from tilesr.errors import TilesrError, first_line
 from tilesr.metadata import ModelMetadata
 from tilesr.model.unet import UNetConfig
 
@@ -151,8 +151,9 @@ def build_model(ckpt: Checkpoint, *, ema: bool = True, source: str = "checkpoint
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise TilesrError(f"{source}: weights do not fit its unet config ({first})") from None
+        raise TilesrError(
+            f"{source}: weights do not fit its unet config ({first_line(exc)})"
+        ) from None
     return model.eval()
 
 

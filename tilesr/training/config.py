@@ -33,7 +33,7 @@ import yaml
 from tilesr.data.fetch import SCHEME as DATA_SCHEME
 from tilesr.data.fetch import fetch_referenced, resolve_reference
 from tilesr.diffusion.samplers import SAMPLER_NAMES
-from tilesr.errors import TilesrError, check_choice
+from tilesr.errors import TilesrError, check_choice, first_line
 from tilesr.metadata import (
     PREDICTIONS,
     SAMPLE_NOISE,
@@ -443,9 +443,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise TilesrError(
-            f"config {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}"
-        ) from None
+        raise TilesrError(f"config {str(path)!r} is not valid YAML: {first_line(exc)}") from None
     return raw if raw is not None else {}
 
 
