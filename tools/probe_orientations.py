@@ -52,11 +52,12 @@ def averaged(lr: np.ndarray, model: Path, setting: Setting, group: tuple[int, ..
 
 def main() -> None:
     models = {"diffusion": MODELS / "default.onnx", "regression": MODELS / "regression.onnx"}
+    sets = validation_sets(2, quick=False)  # loaded and simulated once for every row
     results = {}
     for kind, text, group in CONFIGS:
         for sigma in (0, 3):
             setting = Setting.parse(f"{text}+c{sigma}")
-            for name, pairs in validation_sets(2, quick=False).items():
+            for name, pairs in sets.items():
                 rows = [score(averaged(p.lr, models[kind], setting, group), p.hr) for p in pairs]
                 key = f"{kind} {text} x {len(group)} orientations, consistency {sigma} | {name}"
                 results[key] = {m: float(np.mean([r[m] for r in rows])) for m in ("psnr", "ssim")}
