@@ -98,6 +98,27 @@ def test_failed_save_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch
     assert load_checkpoint(path).step == 7
 
 
+def test_next_save_removes_what_a_killed_save_left(tmp_path: Path) -> None:
+    # a SIGKILL between writing and renaming leaves a hidden temporary of a checkpoint's
+    # size; the next save clears it, but never a temporary another save may still write
+    import os
+    import time
+
+    path = tmp_path / "checkpoint.pt"
+    killed = tmp_path / ".checkpoint.pt.0123456789ab.tmp"
+    in_flight = tmp_path / ".checkpoint.pt.ba9876543210.tmp"
+    other = tmp_path / ".best.pt.0123456789ab.tmp"
+    for left in (killed, in_flight, other):
+        left.write_bytes(b"PK\x03\x04 half a zip")
+    old = time.time() - 2 * ckpt_module.STALE_TEMP_S
+    for left in (killed, other):
+        os.utime(left, (old, old))
+    tiny_checkpoint(path, seed=1)
+    assert not killed.exists()
+    assert in_flight.exists() and other.exists()  # fresh, or another file's
+    assert load_checkpoint(path).step == 7
+
+
 def test_values_torch_load_could_not_read_are_refused_before_writing(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     ckpt = tiny_checkpoint(path)

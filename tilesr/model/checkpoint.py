@@ -9,9 +9,11 @@ checkpoint untouched.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         payload[f.name] = value
     if not path.parent.is_dir():
         raise TilesrError(f"checkpoint folder does not exist: {path.parent}")
+    remove_stale_temps(path)
     tmp = temp_sibling(path)
     try:
         with open(tmp, "xb") as fh:
@@ -202,6 +205,24 @@ def temp_sibling(path: Path) -> Path:
     (Not ``tempfile.mkstemp``: its 0600 mode would survive the rename.)
     """
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+#: a temporary sibling untouched for this long is what a killed save left, not one in flight
+STALE_TEMP_S = 600.0
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temporary siblings of ``path`` that killed saves left behind.
+
+    A SIGKILL (or power loss) between writing and renaming leaves a hidden
+    ``.NAME.HEX.tmp`` of a checkpoint's size; only stale ones are removed, so a save
+    in flight in another process is never touched.
+    """
+    now = time.time()
+    for left in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - left.stat().st_mtime > STALE_TEMP_S:
+                left.unlink()
 
 
 def fsync_dir(folder: Path) -> None:
