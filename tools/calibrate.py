@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,26 @@ from scipy.stats import spearmanr
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion.uncertainty import POOL_TRUNCATE
 
-TARGET_1SIGMA = 0.6827
+#: a Gaussian's coverage of +-1 and +-2 sigma
+TARGETS = (0.6827, 0.9545)
+
+
+def fitted_scale(z: np.ndarray, fit: str) -> float:
+    """The factor c such that ``z / c`` (|error| / uncalibrated sigma) covers best.
+
+    ``fit`` "1sigma": exactly 68.27 % within 1; "joint": least squares of the coverage
+    within 1 and 2 to a Gaussian's, over the quantiles of ``z`` that can be optimal.
+    """
+    z = np.sort(z)
+    if fit == "1sigma":
+        return float(np.quantile(z, TARGETS[0]))
+    candidates = np.quantile(z, np.linspace(0.55, 0.80, 251))
+
+    def cost(c: float) -> float:
+        inside = np.searchsorted(z, [c, 2.0 * c], side="right") / z.size
+        return float(np.sum((inside - np.asarray(TARGETS)) ** 2))
+
+    return float(min(candidates, key=cost))
 
 
 def uncalibrated_model(model: Path, folder: Path) -> Path:
@@ -89,6 +109,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--setting", default="model", help="sampler:STEPSxSAMPLES or 'model'")
     parser.add_argument("--pools", default="0,1,2,4", help="Gaussian pooling sigmas (px)")
+    parser.add_argument("--fit", choices=("joint", "1sigma"), default="joint")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -103,15 +124,24 @@ def main() -> None:
         z = np.concatenate(
             [(np.abs(e) / np.maximum(pooled(s, pool), 1e-12)).ravel() for e, s in data[real]]
         )
-        scale = float(np.quantile(z, TARGET_1SIGMA))
+        scale = fitted_scale(z, args.fit)
         row = {"pool": pool, "scale": scale}
         row.update({name: scores(pairs, pool, scale) for name, pairs in data.items()})
         table.append(row)
         print(json.dumps(row))
-    best = min(table, key=lambda r: abs(r[real]["cover_2sigma"] - 0.954))
+    best = min(table, key=lambda r: _miss(r[real]))
     print(f"recommended: uncertainty_pool {best['pool']}, uncertainty_scale {best['scale']:.3f}")
     if args.json is not None:
-        args.json.write_text(json.dumps({"setting": args.setting, "rows": table, "best": best}))
+        command = " ".join(["python", "tools/calibrate.py", *sys.argv[1:]])
+        record = {"setting": args.setting, "fit": args.fit, "rows": table, "best": best}
+        record["command"] = command
+        args.json.write_text(json.dumps(record))
+
+
+def _miss(cover: dict[str, float]) -> float:
+    """Squared distance of a row's 1- and 2-sigma coverage to a Gaussian's."""
+    got = (cover["cover_1sigma"], cover["cover_2sigma"])
+    return sum((g - t) ** 2 for g, t in zip(got, TARGETS, strict=True))
 
 
 if __name__ == "__main__":
