@@ -125,3 +125,14 @@ def test_percentile_mode_maps_percentiles_to_unit_range() -> None:
 def test_unknown_normalisation_is_named() -> None:
     with pytest.raises(TilesrError, match="'zscore'"):
         normalize_pair(np.zeros((16, 16)), np.zeros((16, 16)), mode="zscore")
+
+
+@pytest.mark.parametrize("mode", ["match", "percentile", "none"])
+def test_normalize_pair_says_the_factor_it_put_the_prediction_on(mode):
+    # what puts the prediction's uncertainty on the compared scale (tilesr evaluate)
+    rng = np.random.default_rng(4)
+    gt = rng.random((40, 40)) * 500
+    pred = 0.25 * gt + rng.normal(size=gt.shape) + 7
+    pair = normalize_pair(pred, gt, mode=mode)
+    moved = pair.pred_scale * (pred - pred.mean())
+    np.testing.assert_allclose(pair.pred - pair.pred.mean(), moved, atol=1e-12)

@@ -51,11 +51,16 @@ class ImageMetrics:
 
 @dataclass(frozen=True)
 class NormalizedPair:
-    """A prediction and ground truth on one intensity scale, and that scale's data range."""
+    """A prediction and ground truth on one intensity scale, and that scale's data range.
+
+    ``pred_scale``: the factor the prediction was multiplied by (an offset aside), which
+    puts anything in the prediction's units, such as its uncertainty, on the same scale.
+    """
 
     pred: NDArray[np.float64]
     gt: NDArray[np.float64]
     data_range: float | None
+    pred_scale: float = 1.0
 
 
 def _as_planes(image: ArrayLike, name: str) -> NDArray[np.float64]:
@@ -236,15 +241,25 @@ def percentile_normalize(
     return (arr - lo) / max(hi - lo, 1e-12)
 
 
+def _percentile_scale(arr: NDArray[np.float64], low: float, high: float) -> float:
+    """The factor :func:`percentile_normalize` multiplies ``arr`` by."""
+    lo, hi = np.percentile(arr, [low, high])
+    return 1.0 / max(float(hi - lo), 1e-12)
+
+
 def fit_scale_offset(pred: ArrayLike, target: ArrayLike) -> NDArray[np.float64]:
     """``a * pred + b`` with a and b minimising the squared error to ``target``."""
     x = np.asarray(pred, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
+    return _fitted_scale(x, y) * (x - x.mean()) + y.mean()
+
+
+def _fitted_scale(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
+    """The least-squares ``a`` of :func:`fit_scale_offset`."""
     xc = x - x.mean()
     var = float(np.mean(xc * xc))
     # a flat prediction carries no scale information; the best fit is the target's mean
-    scale = float(np.mean(xc * (y - y.mean()))) / var if var > 0 else 0.0
-    return scale * xc + y.mean()
+    return float(np.mean(xc * (y - y.mean()))) / var if var > 0 else 0.0
 
 
 def normalize_pair(
@@ -281,5 +296,7 @@ def normalize_pair(
         return NormalizedPair(p, g, None)
     g_norm = percentile_normalize(g, low, high)
     if mode == "percentile":
-        return NormalizedPair(percentile_normalize(p, low, high), g_norm, 1.0)
-    return NormalizedPair(fit_scale_offset(p, g_norm), g_norm, 1.0)
+        scale = _percentile_scale(p, low, high)
+        return NormalizedPair(percentile_normalize(p, low, high), g_norm, 1.0, scale)
+    scale = _fitted_scale(p, g_norm)
+    return NormalizedPair(fit_scale_offset(p, g_norm), g_norm, 1.0, scale)

@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from _bench_common import flops_per_tile_onnx, machine_info, now_iso, replace_region
-from scipy.stats import spearmanr
 
 import tilesr
+from tilesr.calibration import CalibrationTerms, calibration, calibration_terms
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
 from tilesr.data.resize import bin_mean, upsample_bicubic
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
-from tilesr.metrics import image_metrics, percentile_normalize
+from tilesr.metrics import image_metrics, normalize_pair
 from tilesr.simulate import degrade, simulate_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,49 +134,15 @@ def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[Ima
     return sets
 
 
-def fitted(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """GT normalised to [0, 1] and the prediction fitted to it; the fit's scale factor."""
-    g = percentile_normalize(gt)
-    x = np.asarray(pred, np.float64)
-    xc = x - x.mean()
-    var = float(np.mean(xc * xc))
-    a = float(np.mean(xc * (g - g.mean()))) / var if var > 0 else 0.0
-    return a * xc + g.mean(), g, a
-
-
 def score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    p, g, _ = fitted(pred, gt)
-    return image_metrics(p, g, data_range=1.0).as_dict()
+    pair = normalize_pair(pred, gt)
+    return image_metrics(pair.pred, pair.gt, data_range=1.0).as_dict()
 
 
-def calibration_terms(
-    pred: np.ndarray, std: np.ndarray, gt: np.ndarray, patch: int = 16
-) -> dict[str, np.ndarray]:
-    """Per-pixel normalised errors and per-patch (RMS error, RMS std) of one image."""
-    p, g, a = fitted(pred, gt)
-    s = np.abs(a) * np.asarray(std, np.float64)
-    err = g - p
-    h, w = (n - n % patch for n in err.shape)
-
-    def rms(x: np.ndarray) -> np.ndarray:
-        blocks = x[:h, :w].reshape(h // patch, patch, w // patch, patch)
-        return np.sqrt((blocks**2).mean(axis=(1, 3))).ravel()
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(s > 0, np.abs(err) / s, np.inf)
-    return {"z": z.ravel(), "patch_err": rms(err), "patch_std": rms(s)}
-
-
-def calibration(terms: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    z = np.concatenate([t["z"] for t in terms])
-    err = np.concatenate([t["patch_err"] for t in terms])
-    std = np.concatenate([t["patch_std"] for t in terms])
-    rho = spearmanr(err, std).statistic if np.ptp(std) > 0 else float("nan")
-    return {
-        "cover_1sigma": float(np.mean(z <= 1.0)),
-        "cover_2sigma": float(np.mean(z <= 2.0)),
-        "spearman_patch": float(rho),
-    }
+def image_calibration_terms(pred: np.ndarray, std: np.ndarray, gt: np.ndarray) -> CalibrationTerms:
+    """One image's calibration terms, its std put on the fitted prediction's scale."""
+    pair = normalize_pair(pred, gt)
+    return calibration_terms(pair.gt - pair.pred, abs(pair.pred_scale) * np.asarray(std))
 
 
 def restore_one(lr: np.ndarray, model: Path, setting: Setting, threads: int):
@@ -211,7 +177,7 @@ def evaluate_model(
             mean, std, dt, settings = restore_one(pair.lr, model, setting, threads)
             rows.append(score(mean, pair.hr))
             if settings["samples"] > 1:
-                terms.append(calibration_terms(mean, std, pair.hr))
+                terms.append(image_calibration_terms(mean, std, pair.hr))
             seconds += dt
             pixels += mean.size
         out[name] = _mean(rows)

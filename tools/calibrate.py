@@ -27,12 +27,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_care import Setting, fitted, restore_one, validation_sets
+from bench_care import Setting, restore_one, validation_sets
 from scipy import ndimage
-from scipy.stats import spearmanr
 
+from tilesr.calibration import calibration, calibration_terms
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion.uncertainty import POOL_TRUNCATE
+from tilesr.metrics import normalize_pair
 
 #: a Gaussian's coverage of +-1 and +-2 sigma
 TARGETS = (0.6827, 0.9545)
@@ -74,8 +75,8 @@ def errors_and_sigmas(model: Path, setting: Setting, threads: int) -> dict[str, 
     for name, pairs in validation_sets(OnnxDenoiser(model).metadata.scale, False).items():
         for pair in pairs:
             mean, sigma, _, _ = restore_one(pair.lr, model, setting, threads)
-            pred, gt, a = fitted(mean, pair.hr)
-            out.setdefault(name, []).append((gt - pred, np.abs(a) * sigma))
+            fit = normalize_pair(mean, pair.hr)
+            out.setdefault(name, []).append((fit.gt - fit.pred, abs(fit.pred_scale) * sigma))
     return out
 
 
@@ -86,22 +87,8 @@ def pooled(sigma: np.ndarray, pool: float) -> np.ndarray:
     return np.sqrt(var)
 
 
-def scores(pairs: list, pool: float, scale: float, patch: int = 16) -> dict[str, float]:
-    z, pe, ps = [], [], []
-    for err, sigma in pairs:
-        s = scale * pooled(sigma, pool)
-        z.append((np.abs(err) / np.maximum(s, 1e-12)).ravel())
-        h, w = (n - n % patch for n in err.shape)
-        for values, sink in ((err, pe), (s, ps)):
-            blocks = values[:h, :w].reshape(h // patch, patch, w // patch, patch)
-            sink.append(np.sqrt((blocks**2).mean(axis=(1, 3))).ravel())
-    zz = np.concatenate(z)
-    rho = spearmanr(np.concatenate(pe), np.concatenate(ps)).statistic
-    return {
-        "cover_1sigma": float(np.mean(zz <= 1)),
-        "cover_2sigma": float(np.mean(zz <= 2)),
-        "spearman_patch": float(rho),
-    }
+def scores(pairs: list, pool: float, scale: float) -> dict[str, float]:
+    return calibration([calibration_terms(err, scale * pooled(s, pool)) for err, s in pairs])
 
 
 def main() -> None:

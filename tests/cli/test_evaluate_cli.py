@@ -92,3 +92,28 @@ def test_a_restored_output_is_compared_by_its_restoration(tmp_path: Path) -> Non
     code, text = _run(str(out), str(tmp_path / "gt.tif"), "--normalize", "none")
     assert code == 0, text  # the uncertainty channel is left out: the shapes match
     assert json.loads(text)["mae"] == pytest.approx(1.0)
+
+
+def test_a_restored_output_with_uncertainty_reports_its_calibration(tmp_path: Path) -> None:
+    # a restoration whose error is Gaussian with exactly its uncertainty, in intensity
+    # units 3x the ground truth's plus an offset: the calibration is read on GT's scale
+    import dask.array as da
+
+    from tilesr.io import write_restored
+    from tilesr.io.restored import OutputState
+
+    rng = np.random.default_rng(3)
+    gt = np.kron(rng.random((8, 8)), np.ones((32, 32))).astype(np.float32) * 100
+    gt = ndimage.gaussian_filter(gt, 4.0)
+    sigma = np.kron(rng.uniform(1.0, 4.0, (16, 16)), np.ones((16, 16))).astype(np.float32)
+    pred = 3.0 * (gt + rng.normal(size=gt.shape).astype(np.float32) * sigma) + 50.0
+    out = tmp_path / "restored.ome.zarr"
+    image, unc = da.from_array(pred, chunks=128), da.from_array(3.0 * sigma, chunks=128)
+    write_restored(out, image, unc, axes="yx", fingerprint={}, state=OutputState.NEW)
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    code, text = _run(str(out), str(tmp_path / "gt.tif"))
+    assert code == 0, text
+    values = json.loads(text)
+    assert values["cover_1sigma"] == pytest.approx(0.6827, abs=0.02)
+    assert values["cover_2sigma"] == pytest.approx(0.9545, abs=0.02)
+    assert values["spearman_patch"] > 0.8

@@ -46,21 +46,55 @@ def command(pred: Path, gt: Path, normalize: str, data_range: float | None) -> N
     """Print SSIM, MS-SSIM, PSNR, MAE and NRMSE of PRED against GT as JSON.
 
     PRED and GT are TIFF or OME-Zarr images of equal shape (level 0 is read whole, so
-    keep them small); of a `tilesr restore` output, its restoration is compared (not the
-    uncertainty channels). Leading axes (z, c, t) are planes whose metrics are averaged.
-    An infinite PSNR (identical images) is printed as null.
+    keep them small); of a `tilesr restore` output, its restoration is compared. Leading
+    axes (z, c, t) are planes whose metrics are averaged. An infinite PSNR (identical
+    images) is printed as null.
+
+    Of a `tilesr restore` output with an uncertainty, also how well it predicts the
+    actual error, on the same intensity scale: cover_1sigma and cover_2sigma (the
+    fraction of pixels within 1 and 2 predicted sigma of GT; 0.683 and 0.954 if
+    calibrated) and spearman_patch (rank correlation of RMS error and RMS sigma over
+    16x16 patches).
     """
     from tilesr.metrics import image_metrics, normalize_pair
 
     if data_range is not None and normalize != "none":
         raise TilesrError(f"--data-range applies only to --normalize none, not {normalize!r}")
-    p, g = _read(pred), _read(gt)
+    (p, sigma), g = _read_prediction(pred), _read(gt)
     if p.shape != g.shape:
         raise TilesrError(f"PRED and GT shapes differ: {p.shape} ({pred}) versus {g.shape} ({gt})")
     pair = normalize_pair(p, g, mode=normalize)
     metrics = image_metrics(pair.pred, pair.gt, data_range=data_range or pair.data_range)
-    values = {k: (v if math.isfinite(v) else None) for k, v in metrics.as_dict().items()}
-    click.echo(json.dumps(values))
+    values = metrics.as_dict()
+    if sigma is not None:
+        values.update(_calibration(pair.gt - pair.pred, sigma * abs(pair.pred_scale)))
+    click.echo(json.dumps({k: (v if math.isfinite(v) else None) for k, v in values.items()}))
+
+
+def _calibration(error: NDArray[Any], sigma: NDArray[Any]) -> dict[str, float]:
+    """Coverage and patch rank correlation over the planes of (..., H, W) arrays."""
+    from tilesr.calibration import calibration, calibration_terms
+
+    h, w = error.shape[-2:]
+    planes = zip(error.reshape(-1, h, w), sigma.reshape(-1, h, w), strict=True)
+    return calibration([calibration_terms(e, s) for e, s in planes])
+
+
+def _read_prediction(path: Path) -> tuple[NDArray[Any], NDArray[Any] | None]:
+    """Level 0 of PRED and, of a tilesr output that has one, its uncertainty."""
+    import numpy as np
+
+    from tilesr.io import open_restored
+    from tilesr.io.restored import is_restored_output
+
+    if not is_restored_output(path):
+        return _read(path), None
+    restored = open_restored(path)
+    sigma = restored.uncertainty
+    return (
+        np.asarray(restored.image.compute()),
+        None if sigma is None else np.asarray(sigma.compute()),
+    )
 
 
 def _read(path: Path) -> NDArray[Any]:
