@@ -23,17 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from bench_care import Setting, restore_one, validation_sets
+from bench_care import Setting, datasets, restore_one, validation_sets
 from scipy import ndimage
 
 from tilesr.calibration import calibration, calibration_terms
+from tilesr.data.datasets import ImagePair
 from tilesr.denoisers.onnx_backend import OnnxDenoiser
 from tilesr.diffusion.uncertainty import POOL_TRUNCATE
-from tilesr.metrics import normalize_pair
+from tilesr.metrics import normalize_pair, percentile_normalize
 
 #: a Gaussian's coverage of +-1 and +-2 sigma
 TARGETS = (0.6827, 0.9545)
@@ -69,15 +70,50 @@ def uncalibrated_model(model: Path, folder: Path) -> Path:
     return path
 
 
-def errors_and_sigmas(model: Path, setting: Setting, threads: int) -> dict[str, list]:
-    """Per validation set: (GT-normalised error, sigma on that scale) for every image."""
-    out: dict[str, list] = {}
-    for name, pairs in validation_sets(OnnxDenoiser(model).metadata.scale, False).items():
+@dataclass(frozen=True)
+class Restored:
+    """One image's GT-normalised error, its sigma on that scale and its input's noise."""
+
+    name: str
+    error: np.ndarray
+    sigma: np.ndarray
+    noise: float
+
+
+def errors_and_sigmas(
+    model: Path, setting: Setting, threads: int, sets: dict[str, list[ImagePair]]
+) -> dict[str, list[Restored]]:
+    """Per set: every image restored with ``setting``, as :class:`Restored`."""
+    out: dict[str, list[Restored]] = {}
+    for name, pairs in sets.items():
         for pair in pairs:
             mean, sigma, _, _ = restore_one(pair.lr, model, setting, threads)
             fit = normalize_pair(mean, pair.hr)
-            out.setdefault(name, []).append((fit.gt - fit.pred, abs(fit.pred_scale) * sigma))
+            restored = Restored(
+                pair.name, fit.gt - fit.pred, abs(fit.pred_scale) * sigma, input_noise(pair.lr)
+            )
+            out.setdefault(name, []).append(restored)
     return out
+
+
+def input_noise(lr: np.ndarray) -> float:
+    """Noise std of ``lr`` in units of its 0.1-99.9 percentile range (Immerkaer 1996:
+    the mean absolute response to a Laplacian-difference mask, which cancels smooth
+    structure)."""
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+    response = ndimage.convolve(percentile_normalize(lr), mask)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.mean(np.abs(response)) / 6)
+
+
+def per_image(images: list[Restored], pool: float, scale: float) -> list[dict]:
+    """Each image's coverage at the fitted ``scale`` and the scale it alone would need."""
+    rows = []
+    for im in images:
+        row = {"image": im.name, "input_noise": im.noise}
+        row["scale_for_1sigma"] = float(np.quantile(_z(im, pool), TARGETS[0]))
+        row.update(calibration([calibration_terms(im.error, scale * pooled(im.sigma, pool))]))
+        rows.append(row)
+    return rows
 
 
 def pooled(sigma: np.ndarray, pool: float) -> np.ndarray:
@@ -87,8 +123,9 @@ def pooled(sigma: np.ndarray, pool: float) -> np.ndarray:
     return np.sqrt(var)
 
 
-def scores(pairs: list, pool: float, scale: float) -> dict[str, float]:
-    return calibration([calibration_terms(err, scale * pooled(s, pool)) for err, s in pairs])
+def scores(images: list[Restored], pool: float, scale: float) -> dict[str, float]:
+    terms = [calibration_terms(im.error, scale * pooled(im.sigma, pool)) for im in images]
+    return calibration(terms)
 
 
 def main() -> None:
@@ -97,6 +134,11 @@ def main() -> None:
     parser.add_argument("--setting", default="model", help="sampler:STEPSxSAMPLES or 'model'")
     parser.add_argument("--pools", default="0,1,2,4", help="Gaussian pooling sigmas (px)")
     parser.add_argument("--fit", choices=("joint", "1sigma"), default="joint")
+    parser.add_argument(
+        "--report-test",
+        action="store_true",
+        help="also report (never fit) the W2S test fields' coverage per image at the fit",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -104,12 +146,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = uncalibrated_model(args.model, Path(tmp))
-        data = errors_and_sigmas(model, Setting.parse(args.setting), args.threads)
-    real = next(k for k in data if "W2S" in k)
+        scale_factor = OnnxDenoiser(model).metadata.scale
+        sets = validation_sets(scale_factor, False)
+        if args.report_test:
+            sets["test W2S 39-40"] = datasets(scale_factor, False, None)["W2S 39-40"]
+        data = errors_and_sigmas(model, Setting.parse(args.setting), args.threads, sets)
+    real = next(k for k in data if k.startswith("val W2S"))  # fitted on, and only on, this
     table = []
     for pool in (float(p) for p in args.pools.split(",")):
         z = np.concatenate(
-            [(np.abs(e) / np.maximum(pooled(s, pool), 1e-12)).ravel() for e, s in data[real]]
+            [
+                (np.abs(im.error) / np.maximum(pooled(im.sigma, pool), 1e-12)).ravel()
+                for im in data[real]
+            ]
         )
         scale = fitted_scale(z, args.fit)
         row = {"pool": pool, "scale": scale}
@@ -121,8 +170,18 @@ def main() -> None:
     if args.json is not None:
         command = " ".join(["python", "tools/calibrate.py", *sys.argv[1:]])
         record = {"setting": args.setting, "fit": args.fit, "rows": table, "best": best}
+        record["per_image"] = {
+            name: per_image(images, best["pool"], best["scale"])
+            for name, images in data.items()
+            if "W2S" in name
+        }
         record["command"] = command
         args.json.write_text(json.dumps(record))
+
+
+def _z(image: Restored, pool: float) -> np.ndarray:
+    """|error| / uncalibrated sigma of every pixel of one image."""
+    return (np.abs(image.error) / np.maximum(pooled(image.sigma, pool), 1e-12)).ravel()
 
 
 def _miss(cover: dict[str, float]) -> float:
