@@ -236,30 +236,31 @@ def percentile_normalize(
     image: ArrayLike, low: float = 0.1, high: float = 99.9
 ) -> NDArray[np.float64]:
     """Map the ``low`` and ``high`` percentiles of ``image`` to 0 and 1 (not clipped)."""
-    arr = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(arr, [low, high])
-    return (arr - lo) / max(hi - lo, 1e-12)
+    return _percentile_normalized(np.asarray(image, dtype=np.float64), low, high)[0]
 
 
-def _percentile_scale(arr: NDArray[np.float64], low: float, high: float) -> float:
-    """The factor :func:`percentile_normalize` multiplies ``arr`` by."""
+def _percentile_normalized(
+    arr: NDArray[np.float64], low: float, high: float
+) -> tuple[NDArray[np.float64], float]:
+    """:func:`percentile_normalize` of ``arr`` and the factor it multiplied ``arr`` by."""
     lo, hi = np.percentile(arr, [low, high])
-    return 1.0 / max(float(hi - lo), 1e-12)
+    span = max(hi - lo, 1e-12)
+    return (arr - lo) / span, 1.0 / float(span)
 
 
 def fit_scale_offset(pred: ArrayLike, target: ArrayLike) -> NDArray[np.float64]:
     """``a * pred + b`` with a and b minimising the squared error to ``target``."""
     x = np.asarray(pred, dtype=np.float64)
-    y = np.asarray(target, dtype=np.float64)
-    return _fitted_scale(x, y) * (x - x.mean()) + y.mean()
+    return _fitted(x, np.asarray(target, dtype=np.float64))[0]
 
 
-def _fitted_scale(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
-    """The least-squares ``a`` of :func:`fit_scale_offset`."""
+def _fitted(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
+    """:func:`fit_scale_offset` of ``x`` to ``y`` and its least-squares factor ``a``."""
     xc = x - x.mean()
     var = float(np.mean(xc * xc))
     # a flat prediction carries no scale information; the best fit is the target's mean
-    return float(np.mean(xc * (y - y.mean()))) / var if var > 0 else 0.0
+    scale = float(np.mean(xc * (y - y.mean()))) / var if var > 0 else 0.0
+    return scale * xc + y.mean(), scale
 
 
 def normalize_pair(
@@ -295,8 +296,7 @@ def normalize_pair(
     if mode == "none":
         return NormalizedPair(p, g, None)
     g_norm = percentile_normalize(g, low, high)
-    if mode == "percentile":
-        scale = _percentile_scale(p, low, high)
-        return NormalizedPair(percentile_normalize(p, low, high), g_norm, 1.0, scale)
-    scale = _fitted_scale(p, g_norm)
-    return NormalizedPair(fit_scale_offset(p, g_norm), g_norm, 1.0, scale)
+    normalized, scale = (
+        _percentile_normalized(p, low, high) if mode == "percentile" else _fitted(p, g_norm)
+    )
+    return NormalizedPair(normalized, g_norm, 1.0, scale)

@@ -154,12 +154,7 @@ def main() -> None:
     real = next(k for k in data if k.startswith("val W2S"))  # fitted on, and only on, this
     table = []
     for pool in (float(p) for p in args.pools.split(",")):
-        z = np.concatenate(
-            [
-                (np.abs(im.error) / np.maximum(pooled(im.sigma, pool), 1e-12)).ravel()
-                for im in data[real]
-            ]
-        )
+        z = np.concatenate([_z(im, pool) for im in data[real]])
         scale = fitted_scale(z, args.fit)
         row = {"pool": pool, "scale": scale}
         row.update({name: scores(pairs, pool, scale) for name, pairs in data.items()})
