@@ -165,3 +165,20 @@ def test_defaults_chosen_after_training_are_recorded(exported: Exported, tmp_pat
         export_onnx(exported.checkpoint_path, tmp_path / "bad.onnx", defaults={"scale": 4})
     assert not (tmp_path / "bad.onnx").exists()
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_export_removes_what_a_killed_export_left(tmp_path: Path) -> None:
+    # the hidden temporary a SIGKILLed export leaves goes with the next export to that
+    # name once stale (the same mechanism as checkpoint saves: temp_sibling)
+    import os
+    import time
+
+    from tilesr.model import checkpoint
+
+    tiny_checkpoint(tmp_path / "tiny.pt")
+    killed = tmp_path / ".tiny.onnx.0123456789ab.tmp"
+    killed.write_bytes(b"half an onnx file")
+    old = time.time() - 2 * checkpoint.STALE_TEMP_S
+    os.utime(killed, (old, old))
+    export_onnx(tmp_path / "tiny.pt", tmp_path / "tiny.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pt"]

@@ -90,7 +90,6 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         payload[f.name] = value
     if not path.parent.is_dir():
         raise TilesrError(f"checkpoint folder does not exist: {path.parent}")
-    remove_stale_temps(path)
     tmp = temp_sibling(path)
     try:
         with open(tmp, "xb") as fh:
@@ -202,8 +201,11 @@ def _check_plain(value: Any, where: str) -> None:
 def temp_sibling(path: Path) -> Path:
     """A fresh hidden name next to ``path``: same filesystem, so ``os.replace`` is atomic.
 
-    (Not ``tempfile.mkstemp``: its 0600 mode would survive the rename.)
+    (Not ``tempfile.mkstemp``: its 0600 mode would survive the rename.) The stale
+    siblings that killed writes of ``path`` left are removed first
+    (:func:`remove_stale_temps`), for every writer that uses this name.
     """
+    remove_stale_temps(path)
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
 
 
@@ -215,8 +217,8 @@ def remove_stale_temps(path: Path) -> None:
     """Delete the temporary siblings of ``path`` that killed saves left behind.
 
     A SIGKILL (or power loss) between writing and renaming leaves a hidden
-    ``.NAME.HEX.tmp`` of a checkpoint's size; only stale ones are removed, so a save
-    in flight in another process is never touched.
+    ``.NAME.HEX.tmp`` (a whole checkpoint or ONNX model); only stale ones are removed,
+    so a write in flight in another process is never touched.
     """
     now = time.time()
     for left in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
