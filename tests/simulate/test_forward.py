@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tilesr.data.datasets import ImagePair
 from tilesr.errors import TilesrError
 from tilesr.simulate import PHOTONS, ForwardModel, degrade, simulate_pairs
 from tilesr.simulate.forward import (
@@ -109,3 +110,35 @@ def test_degrade_bad_input() -> None:
 def test_bad_noise_level(level: float) -> None:
     with pytest.raises(TilesrError, match="noise level"):
         check_level(level)  # type: ignore[arg-type]
+
+
+def _pair_with_target_background(share: float) -> ImagePair:
+    model = ForwardModel(target_background=share)
+    return simulate_pairs(1, size=64, noise_level=4, seed=3, model=model)[0]
+
+
+def test_target_background_adds_the_inputs_light_per_area_to_the_target_only() -> None:
+    plain, full, half = (_pair_with_target_background(s) for s in (0.0, 1.0, 0.5))
+    np.testing.assert_array_equal(plain.lr, full.lr)
+    added = full.hr.astype(np.float64) - plain.hr
+    np.testing.assert_allclose(half.hr - plain.hr, added / 2, rtol=1e-4, atol=1e-3)
+    # the input's 15 % of a unit filament's photons is, as light per area on the HR
+    # scale, 15 % of hr_unit * hr_sigma / lr_sigma; modulated by at most +-50 %
+    m = ForwardModel()
+    level = m.background * m.hr_unit * m.hr_sigma / m.lr_sigma
+    assert 0.5 * level <= added.min() and added.max() <= 1.5 * level
+    # smooth: no structure of the density leaks into it
+    assert np.abs(np.diff(added, axis=1)).max() < 0.01 * level
+
+
+def test_degrade_target_keeps_its_share_of_the_uniform_background() -> None:
+    flat = np.full((40, 40), 3.0, np.float32)
+    pair = degrade(flat, scale=2, noise_level=5, seed=0, model=ForwardModel(target_background=1))
+    # a flat image is its own 99.9th percentile: the target gains background * 3
+    np.testing.assert_allclose(pair.hr, 3.0 * (1 + ForwardModel().background), rtol=1e-6)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_bad_target_background(share: float) -> None:
+    with pytest.raises(TilesrError, match="target_background"):
+        ForwardModel(target_background=share)

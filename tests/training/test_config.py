@@ -133,6 +133,7 @@ def test_round_trip_through_dict() -> None:
         ("data.sources.0.val_seed", 0, "val_seed"),
         ("training.focus_steps", 0, "focus_steps.*0"),
         ("training.focus_fraction", 0.0, "focus_fraction.*0.0"),
+        ("data.sources.0.target_background", 1.5, "target_background.*1.5"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, named: str) -> None:

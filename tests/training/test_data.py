@@ -48,3 +48,18 @@ def test_a_source_without_validation_images_is_named(caplog: Any) -> None:
     message = record.getMessage()
     assert "1:simulated" in message and "0:simulated" not in message
     assert "n_images 2 or more" in message
+
+
+def test_simulated_source_passes_its_target_background_to_the_simulator() -> None:
+    # the same seed with and without background in the target: the same input, a
+    # different (normalised) target
+    config = _two_sources(n_images=2)
+    first = config.data.sources[0]
+    kept = dataclasses.replace(first, target_background=1.0)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, sources=(first, kept))
+    )
+    plain, with_background = load_training_data(config).validation
+    assert (plain.cond == with_background.cond).all()
+    # small after percentile normalisation (a smooth, faint field), but there
+    assert abs(plain.target - with_background.target).max() > 1e-3

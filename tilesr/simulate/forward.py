@@ -6,6 +6,11 @@ blurred by a wide PSF (``lr_sigma`` = 2.6 HR pixels), averaged over ``scale x sc
 blocks, scaled to photons, plus a smooth background, Poisson shot noise, Gaussian
 read noise and a camera offset.
 
+The HR target keeps ``target_background`` of that background (default 0: a
+background-free, SIM-like target). 1 keeps all of it, as in a frame average of the same
+microscope (W2S): with 0 a network trained on these pairs learns to remove smooth
+background from its input, also where a real target keeps it.
+
 Noise levels follow BioSR's convention, 1 = fewest photons = noisiest, 9 = cleanest.
 The photon count of a level is the expected signal, in photo-electrons, at the peak
 of a filament of unit brightness in the LR image (for :func:`degrade`: at the
@@ -75,6 +80,7 @@ class ForwardModel:
     background: float = 0.15
     read_noise: float = 1.5
     offset: float = 100.0
+    target_background: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.hr_sigma < self.lr_sigma:
@@ -84,6 +90,10 @@ class ForwardModel:
         if self.background < 0 or self.read_noise < 0:
             raise TilesrError(
                 f"background and read noise must be >= 0, got {self.background}, {self.read_noise}"
+            )
+        if not 0 <= self.target_background <= 1:
+            raise TilesrError(
+                f"target_background must be in [0, 1], got {self.target_background}"
             )
 
     @property
@@ -188,7 +198,26 @@ def render_hr(
     """Clean HR (SIM-like) window ``origin + [0, shape)`` of a field, float32."""
     m = ForwardModel() if model is None else model
     (blur,) = _blurred_density(field, origin, shape, [m.hr_sigma], m, params)
-    return (blur * (m.hr_unit * np.sqrt(2.0 * np.pi) * m.hr_sigma)).astype(np.float32)
+    return _hr_from_blur(blur, field, origin, m)
+
+
+def _hr_from_blur(
+    blur_hr: NDArray[np.float64],
+    field: Sequence[int],
+    origin: tuple[int, int],
+    model: ForwardModel,
+) -> NDArray[np.float32]:
+    """HR intensities (a unit filament peaks at ``hr_unit``) plus the kept share of the
+    input's background at HR pixel centres, as the same light per area: HR and LR turn
+    a density into intensity by factors proportional to ``hr_unit * hr_sigma`` and
+    ``photons * lr_sigma``, so the input's ``background * photons`` is
+    ``background * hr_unit * hr_sigma / lr_sigma`` here."""
+    hr = blur_hr * (model.hr_unit * np.sqrt(2.0 * np.pi) * model.hr_sigma)
+    if model.target_background > 0:
+        shape = (int(hr.shape[0]), int(hr.shape[1]))
+        flux = model.background * model.hr_unit * model.hr_sigma / model.lr_sigma
+        hr = hr + model.target_background * flux * _background(field, origin, shape, 1)
+    return hr.astype(np.float32)
 
 
 def _lr_from_blur(
@@ -244,7 +273,7 @@ def render_pair(
     hr_blur, lr_blur = _blurred_density(
         field, (0, 0), (size, size), [m.hr_sigma, m.lr_sigma], m, params
     )
-    hr = (hr_blur * (m.hr_unit * np.sqrt(2.0 * np.pi) * m.hr_sigma)).astype(np.float32)
+    hr = _hr_from_blur(hr_blur, field, (0, 0), m)
     lrs = [
         _lr_from_blur(
             lr_blur, field, (0, 0), scale=scale, noise_level=lv, noise_key=[*noise_key, lv], model=m
@@ -289,7 +318,8 @@ def degrade(
     Returns
     -------
     ImagePair
-        ``lr`` noisy counts (float32), ``hr`` the clipped, cropped input (float32).
+        ``lr`` noisy counts (float32), ``hr`` the clipped, cropped input (float32), plus
+        ``model.target_background`` of the uniform background.
     """
     m = ForwardModel() if model is None else model
     s = check_scale(scale)
@@ -313,4 +343,6 @@ def degrade(
         raise TilesrError("image is empty (no positive values), nothing to degrade")
     expected = lr_clean * (photons / top) + m.background * photons
     lr = camera_noise(expected, key=[int(seed), 0xDE, int(noise_level)], origin=(0, 0), model=m)
+    # the background here is uniform: m.background of the image's top, in its own units
+    hr = hr + m.target_background * m.background * top
     return ImagePair(lr=lr, hr=hr.astype(np.float32), name=name)

@@ -65,10 +65,17 @@ class SimulatedSource:
     val_n: int = 2
     val_seed: int = 1000
     weight: float = 1.0
+    # share of the input's smooth background kept in the target (ForwardModel)
+    target_background: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(self, "n", "size")
         _non_negative(self, "val_n")
+        if not 0 <= self.target_background <= 1:
+            raise TilesrError(
+                "data source 'simulated': target_background must be in [0, 1], "
+                f"got {self.target_background}"
+            )
         if self.val_seed == self.seed:
             raise TilesrError(
                 "data source 'simulated': val_seed must differ from seed, "

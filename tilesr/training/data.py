@@ -27,7 +27,7 @@ from tilesr.data.datasets import (
 from tilesr.data.normalize import percentile_range
 from tilesr.data.resize import bin_mean
 from tilesr.errors import TilesrError
-from tilesr.simulate import degrade, simulate_pairs
+from tilesr.simulate import ForwardModel, degrade, simulate_pairs
 from tilesr.training.config import (
     BioSRSource,
     ConfocalStedSource,
@@ -114,13 +114,19 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
 def _load_source(source: DataSource, scale: int) -> tuple[list[ImagePair], list[ImagePair]]:
     if isinstance(source, SimulatedSource):
-        size, level = source.size, source.noise_level
-        return (
-            simulate_pairs(source.n, size=size, scale=scale, noise_level=level, seed=source.seed),
+        optics = ForwardModel(target_background=source.target_background)
+        train, val = (
             simulate_pairs(
-                source.val_n, size=size, scale=scale, noise_level=level, seed=source.val_seed
-            ),
+                n,
+                size=source.size,
+                scale=scale,
+                noise_level=source.noise_level,
+                seed=seed,
+                model=optics,
+            )
+            for n, seed in ((source.n, source.seed), (source.val_n, source.val_seed))
         )
+        return train, val
     if isinstance(source, BioSRSource):
         return (
             load_biosr(source.root, "train"),
