@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from calibrate import TARGETS, fitted_scale
+from calibrate import TARGETS, fitted_scale, tail_ratio
 
 
 def _coverage(z: np.ndarray, scale: float) -> tuple[float, float]:
@@ -37,3 +37,10 @@ def test_heavy_tails_trade_one_sigma_for_two_sigma():
         for a, b in ((c1_one, c2_one), (c1_joint, c2_joint))
     ]
     assert miss[1] < miss[0]
+
+
+def test_tail_ratio_is_two_for_gaussian_errors_and_more_for_heavy_tails():
+    rng = np.random.default_rng(2)
+    assert tail_ratio(np.abs(rng.normal(size=200_000)) * 3.0) == pytest.approx(2.0, abs=0.02)
+    # Laplace: quantiles ln(1 / (1 - p)) of |z|, 3.09 / 1.15 = 2.69
+    assert tail_ratio(np.abs(rng.laplace(size=200_000))) == pytest.approx(2.69, abs=0.03)

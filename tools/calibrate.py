@@ -105,12 +105,24 @@ def input_noise(lr: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) * np.mean(np.abs(response)) / 6)
 
 
+def tail_ratio(z: np.ndarray) -> float:
+    """The 95.45 % quantile of ``z`` over its 68.27 % quantile: 2 for Gaussian errors.
+
+    Above 2 no single scale gets both the 1- and the 2-sigma coverage of a Gaussian.
+    """
+    one, two = np.quantile(z, TARGETS)
+    return float(two / one)
+
+
 def per_image(images: list[Restored], pool: float, scale: float) -> list[dict]:
-    """Each image's coverage at the fitted ``scale`` and the scale it alone would need."""
+    """Each image's coverage at the fitted ``scale``, the scale it alone would need and
+    the :func:`tail_ratio` of its errors."""
     rows = []
     for im in images:
+        z = _z(im, pool)
         row = {"image": im.name, "input_noise": im.noise}
-        row["scale_for_1sigma"] = float(np.quantile(_z(im, pool), TARGETS[0]))
+        row["scale_for_1sigma"] = float(np.quantile(z, TARGETS[0]))
+        row["tail_ratio"] = tail_ratio(z)
         row.update(calibration([calibration_terms(im.error, scale * pooled(im.sigma, pool))]))
         rows.append(row)
     return rows
