@@ -92,9 +92,7 @@ class ForwardModel:
                 f"background and read noise must be >= 0, got {self.background}, {self.read_noise}"
             )
         if not 0 <= self.target_background <= 1:
-            raise TilesrError(
-                f"target_background must be in [0, 1], got {self.target_background}"
-            )
+            raise TilesrError(f"target_background must be in [0, 1], got {self.target_background}")
 
     @property
     def halo(self) -> int:
