@@ -9,12 +9,12 @@ a Gaussian of ``sigma`` input pixels (the noise averages out over ~(2.5 sigma)^2
 pixels, the restored detail is finer than sigma) and adds it back, upsampled by pixel
 replication (which bins back to exactly the smoothed difference).
 
-Why: a network trained on a mix of sources learns what the targets of that mix share;
-the bundled model's simulated pairs have a smooth background in the input that their
-targets lack, so the network learns to remove some of it, which is wrong for targets
-that keep it (real widefield pairs such as W2S, whose target is the same microscope's
-frame average). Measured on the W2S validation fields (docs/model-card.md), most of that
-loss is on scales above ~16 input pixels and consistency recovers it. It is wrong in
+Why: a network sees one tile and learns what the targets of its training mix share; on
+the scales of a whole field the bundled networks' response to intensity is not linear
+on real widefield pairs such as W2S, whose target is the same microscope's frame
+average, and the input measures those scales. On the W2S validation fields
+(docs/model-card.md, tools/probe_error_bands.py) all that consistency recovers is on
+scales above 50 HR pixels, 70 % of it at the scale of the whole field. It is wrong in
 the other direction: where the wanted output is *not* the input's optics (a deblurred,
 background-free target, like the simulator's), it puts the input's blur and background
 back. So it is an option of the restoration, recorded in the output, off unless the
