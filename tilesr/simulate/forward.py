@@ -7,9 +7,9 @@ blocks, scaled to photons, plus a smooth background, Poisson shot noise, Gaussia
 read noise and a camera offset.
 
 The HR target keeps ``target_background`` of that background (default 0: a
-background-free, SIM-like target). 1 keeps all of it, as in a frame average of the same
-microscope (W2S): with 0 a network trained on these pairs learns to remove smooth
-background from its input, also where a real target keeps it.
+background-free, SIM-like target); 1 keeps all of it, as in a frame average of the same
+microscope (W2S). (Training the bundled recipe with 1 changed nothing on the real W2S
+fields: docs/model-card.md.)
 
 Noise levels follow BioSR's convention, 1 = fewest photons = noisiest, 9 = cleanest.
 The photon count of a level is the expected signal, in photo-electrons, at the peak
