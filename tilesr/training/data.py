@@ -114,19 +114,21 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
 def _load_source(source: DataSource, scale: int) -> tuple[list[ImagePair], list[ImagePair]]:
     if isinstance(source, SimulatedSource):
+        size, level = source.size, source.noise_level
         optics = ForwardModel(target_background=source.target_background)
-        train, val = (
+        return (
             simulate_pairs(
-                n,
-                size=source.size,
+                source.n, size=size, scale=scale, noise_level=level, seed=source.seed, model=optics
+            ),
+            simulate_pairs(
+                source.val_n,
+                size=size,
                 scale=scale,
-                noise_level=source.noise_level,
-                seed=seed,
+                noise_level=level,
+                seed=source.val_seed,
                 model=optics,
-            )
-            for n, seed in ((source.n, source.seed), (source.val_n, source.val_seed))
+            ),
         )
-        return train, val
     if isinstance(source, BioSRSource):
         return (
             load_biosr(source.root, "train"),
