@@ -101,14 +101,19 @@ def validation_sets(scale: int, quick: bool) -> dict[str, list[ImagePair]]:
     W2S fields 37-38 and simulated images with the bundled config's validation seeds
     (2011-2014, levels 2/4/6/8): never trained on, and distinct from the test sets.
     """
-    w2s = load_w2s(SHARED / "w2s", fields=(37,) if quick else (37, 38))
-    sets = {"val W2S 37-38": [ImagePair(bin_mean(p.lr, scale), p.hr, p.name) for p in w2s]}
+    sets = {"val W2S 37-38": validation_w2s(scale, quick)}
     sets["val simulated"] = [
         pair
         for level, seed in zip((2, 4, 6, 8), (2011, 2012, 2013, 2014), strict=True)
         for pair in simulate_pairs(1, size=256, scale=scale, noise_level=level, seed=seed)
     ]
     return sets
+
+
+def validation_w2s(scale: int, quick: bool) -> list[ImagePair]:
+    """W2S validation fields 37-38 (37 alone if ``quick``), the input binned to ``scale``."""
+    w2s = load_w2s(SHARED / "w2s", fields=(37,) if quick else (37, 38))
+    return [ImagePair(bin_mean(p.lr, scale), p.hr, p.name) for p in w2s]
 
 
 def datasets(scale: int, quick: bool, nuclei: Path | None) -> dict[str, list[ImagePair]]:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from bench_care import MODELS, ROOT, Setting, restore_one, validation_sets
+from bench_care import MODELS, ROOT, Setting, restore_one, validation_w2s
 from scipy import ndimage
 
 from tilesr.metrics import normalize_pair
@@ -75,7 +75,7 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "docs" / "benchmarks" / "error-bands-validation.json"
     )
     args = parser.parse_args()
-    pairs = next(v for k, v in validation_sets(2, quick=False).items() if "W2S" in k)
+    pairs = validation_w2s(2, quick=False)
     rows = {}
     for kind, model, text in (
         ("diffusion", args.diffusion, "model"),
