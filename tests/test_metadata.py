@@ -20,9 +20,17 @@ def test_round_trip_keeps_every_field():
         sample_noise="antithetic",
         strength=1.0,
         consistency=2.5,
+        target_optics="same",
         output="v",
     )
     assert ModelMetadata.from_props(meta.to_props()) == meta
+
+
+def test_a_network_without_a_target_optics_input_writes_no_such_key():
+    # files stay readable by the tilesr versions before the key existed
+    props = ModelMetadata().to_props()
+    assert "target_optics" not in json.loads(props["tilesr"])
+    assert ModelMetadata.from_props(props).target_optics is None
 
 
 def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
@@ -55,6 +63,7 @@ def test_a_file_from_before_the_sampling_keys_restores_as_it_did():
         ({"sample_noise": "sobol"}, "sample_noise must be one of antithetic, independent"),
         ({"consistency": -1.0}, r"consistency must be a sigma in \[0, 64\] input pixels"),
         ({"consistency": True}, "consistency must be a sigma"),
+        ({"target_optics": "blurry"}, "target_optics must be one of same, sharper, unknown"),
     ],
 )
 def test_impossible_values_are_refused_by_name(change, message):

@@ -36,6 +36,13 @@ REGRESSION_SAMPLING: dict[str, Any] = {
     "samples": 1,
     "sample_noise": "independent",
 }
+#: the optics of the image a model restores to, for a network trained with a target-optics
+#: input (tilesr.model.target_optics): ``same`` as the input's (denoised and resampled,
+#: e.g. a frame average of the same microscope), ``sharper`` (SIM-like, deconvolved) or
+#: ``unknown`` (what it learnt from the mix of both); each with the value of the constant
+#: plane the network sees
+TARGET_OPTICS_PLANE = {"same": -1.0, "sharper": 1.0, "unknown": 0.0}
+TARGET_OPTICS = tuple(TARGET_OPTICS_PLANE)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ class ModelMetadata:
     #: pixels of the scales on which the output must agree with its input; 0: off (as
     #: files without this key restore)
     consistency: float = 0.0
+    #: the target optics the graph's fixed target-optics input says (TARGET_OPTICS);
+    #: None: a network without that input (every file without this key)
+    target_optics: str | None = None
     input_noisy: str = "noisy"
     input_cond: str = "cond"
     input_timestep: str = "t"
@@ -129,6 +139,8 @@ class ModelMetadata:
                 f"uncertainty_pool must be in [0, 64] pixels, got {self.uncertainty_pool!r}"
             )
         check_consistency(self.consistency)
+        if self.target_optics is not None:
+            check_choice("target_optics", self.target_optics, TARGET_OPTICS)
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"scale factor must be 1, 2, 3 or 4, got {self.scale!r}")
         if self.size_multiple < 1:
@@ -217,6 +229,7 @@ class ModelMetadata:
                 "uncertainty_scale": float,
                 "uncertainty_pool": float,
                 "consistency": float,
+                "target_optics": str,
                 "input_noisy": str,
                 "input_cond": str,
                 "input_timestep": str,
@@ -261,7 +274,7 @@ def check_tile_geometry(tile_size: int, overlap: int, size_multiple: int = 1) ->
 
 
 #: metadata keys whose value may be null (None: the engine's own default)
-NULLABLE = frozenset({"context"})
+NULLABLE = frozenset({"context", "target_optics"})
 
 
 def _check_types(values: dict[str, Any], expected: dict[str, type], source: str) -> None:

@@ -60,3 +60,21 @@ def test_opset_below_17_is_a_usage_error(tmp_path: Path) -> None:
     code, output = _run(str(tmp_path / "c.pt"), str(tmp_path / "m.onnx"), "--opset", "16")
     assert code == 2
     assert "--opset" in output and "Traceback" not in output
+
+
+def test_target_optics_option(tmp_path: Path) -> None:
+    from tilesr.denoisers.onnx_backend import OnnxDenoiser
+
+    tiny_checkpoint(tmp_path / "o.pt", target_optics="unknown")
+    code, output = _run(
+        str(tmp_path / "o.pt"), str(tmp_path / "o.onnx"), "--target-optics", "sharper"
+    )
+    assert code == 0, output
+    assert OnnxDenoiser(tmp_path / "o.onnx", threads=1).metadata.target_optics == "sharper"
+
+    tiny_checkpoint(tmp_path / "plain.pt")
+    code, output = _run(
+        str(tmp_path / "plain.pt"), str(tmp_path / "p.onnx"), "--target-optics", "same"
+    )
+    _assert_one_line_error(code, output, "data.target_optics")
+    assert not (tmp_path / "p.onnx").exists()

@@ -182,3 +182,42 @@ def test_export_removes_what_a_killed_export_left(tmp_path: Path) -> None:
     os.utime(killed, (old, old))
     export_onnx(tmp_path / "tiny.pt", tmp_path / "tiny.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pt"]
+
+
+def test_the_target_optics_chosen_at_export_is_fixed_in_the_graph(tmp_path: Path) -> None:
+    from tilesr.metadata import TARGET_OPTICS_PLANE
+    from tilesr.model.checkpoint import build_model
+
+    ckpt = tiny_checkpoint(tmp_path / "optics.pt", target_optics="unknown")
+    report = export_onnx(
+        tmp_path / "optics.pt", tmp_path / "same.onnx", defaults={"target_optics": "same"}
+    )
+    denoiser = OnnxDenoiser(report.path, threads=1)
+    assert denoiser.metadata.target_optics == "same"
+    network = build_model(ckpt)  # the raw network: two conditioning channels
+    assert report.weights_sha256 == weights_sha256(network.state_dict())
+    rng = np.random.default_rng(0)
+    noisy = rng.standard_normal((2, 1, 8, 12), dtype=np.float32)
+    cond = rng.uniform(-1, 1, (2, 1, 8, 12)).astype(np.float32)
+    t = np.array([5.0, 60.0], dtype=np.float32)
+    plane = np.full_like(cond, TARGET_OPTICS_PLANE["same"])
+    with torch.inference_mode():
+        expected = network(
+            torch.from_numpy(noisy),
+            torch.from_numpy(np.concatenate([cond, plane], 1)),
+            torch.from_numpy(t),
+        ).numpy()
+    np.testing.assert_allclose(denoiser.predict(noisy, cond, t), expected, atol=1e-4)
+    # without a choice the checkpoint's stands
+    kept = export_onnx(tmp_path / "optics.pt", tmp_path / "unknown.onnx")
+    assert OnnxDenoiser(kept.path, threads=1).metadata.target_optics == "unknown"
+
+
+def test_target_optics_needs_a_network_trained_for_it(exported: Exported, tmp_path: Path) -> None:
+    assert OnnxDenoiser(exported.report.path, threads=1).metadata.target_optics is None
+    assert "target_optics" not in onnx.load(str(exported.report.path)).metadata_props[0].value
+    with pytest.raises(TilesrError, match=r"trained with data\.target_optics"):
+        export_onnx(
+            exported.checkpoint_path, tmp_path / "bad.onnx", defaults={"target_optics": "same"}
+        )
+    assert not (tmp_path / "bad.onnx").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -34,16 +34,22 @@ def tiny_metadata(config: UNetConfig) -> ModelMetadata:
     )
 
 
-def tiny_checkpoint(path: Path, *, seed: int = 0, ema_offset: float = 0.01) -> Checkpoint:
-    """Save and return a checkpoint whose EMA weights differ from the raw ones by ``ema_offset``."""
-    config = tiny_config()
+def tiny_checkpoint(
+    path: Path, *, seed: int = 0, ema_offset: float = 0.01, target_optics: str | None = None
+) -> Checkpoint:
+    """Save and return a checkpoint whose EMA weights differ from the raw ones by ``ema_offset``.
+
+    ``target_optics``: a network with a target-optics input, its metadata naming this one.
+    """
+    config = replace(tiny_config(), target_optics_input=target_optics is not None)
+    metadata = replace(tiny_metadata(config), target_optics=target_optics)
     torch.manual_seed(seed)
     model = UNet(config)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     ema = {k: v + ema_offset if v.is_floating_point() else v.clone() for k, v in state.items()}
     ckpt = Checkpoint(
         unet=config.to_dict(),
-        metadata=asdict(tiny_metadata(config)),
+        metadata=asdict(metadata),
         model=state,
         ema=ema,
         step=7,

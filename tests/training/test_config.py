@@ -134,6 +134,10 @@ def test_round_trip_through_dict() -> None:
         ("training.focus_steps", 0, "focus_steps.*0"),
         ("training.focus_fraction", 0.0, "focus_fraction.*0.0"),
         ("data.sources.0.target_background", 1.5, "target_background.*1.5"),
+        ("data.target_optics_unknown", 1.0, "target_optics_unknown.*1.0"),
+        ("data.target_optics", "yes", "data.target_optics.*'yes'"),
+        ("export.target_optics", "blurry", "'blurry'"),
+        ("export.target_optics", "same", "needs a network trained with data.target_optics"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, named: str) -> None:
@@ -235,3 +239,15 @@ def test_export_sampling_reaches_the_model_metadata_and_is_checked():
         ExportConfig(sampler="euler")
     with pytest.raises(TilesrError, match="export sample_noise must be one of"):
         ExportConfig(sample_noise="sobol")
+
+
+def test_target_optics_gives_the_network_its_input_and_the_export_a_default() -> None:
+    config = config_from_dict(_with("data.target_optics", True))
+    assert config.model.target_optics_input
+    assert config.export.target_optics == "unknown"
+    assert config_from_dict(config.to_dict()) == config
+    chosen = _with("data.target_optics", True)
+    chosen["export"]["target_optics"] = "same"
+    assert config_from_dict(chosen).export.target_optics == "same"
+    plain = config_from_dict(_tiny())
+    assert not plain.model.target_optics_input and plain.export.target_optics is None

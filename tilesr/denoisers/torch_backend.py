@@ -57,11 +57,16 @@ class TorchDenoiser:
     ) -> TorchDenoiser:
         """Load a training checkpoint; ``ema`` selects the EMA weights (the exported ones)."""
         from tilesr.model.checkpoint import build_model, load_checkpoint
+        from tilesr.model.target_optics import engine_network
 
         ckpt = load_checkpoint(path)
         model = build_model(ckpt, ema=ema, source=str(path))
         metadata = ModelMetadata.from_dict(dict(ckpt.metadata), source=str(path))
         check_size_multiple(metadata, model.size_multiple, str(path))
+        try:
+            model = engine_network(model, metadata)
+        except ValueError as exc:
+            raise TilesrError(f"{path}: {exc}") from None
         return cls(model, metadata, device=device)
 
     def predict(

@@ -33,12 +33,14 @@ from tilesr.model.checkpoint import (
     temp_sibling,
     weights_sha256,
 )
+from tilesr.model.target_optics import engine_network
 from tilesr.model.unet import UNet
 
 MIN_OPSET = 17
 #: metadata an export may set after training: how to tile (tools/bench_overlap.py) and
-#: sample, the uncertainty's calibration (tools/calibrate.py) and the data consistency;
-#: nothing that would change what the weights mean
+#: sample, the uncertainty's calibration (tools/calibrate.py), the data consistency and
+#: the target optics (for a network with that input); nothing that would change what the
+#: weights mean
 AFTER_TRAINING = (
     "overlap",
     "context",
@@ -50,6 +52,7 @@ AFTER_TRAINING = (
     "uncertainty_scale",
     "uncertainty_pool",
     "consistency",
+    "target_optics",
 )
 #: above this the parity check fails the export (outputs are unit-scale noise predictions)
 PARITY_TOLERANCE = 1e-3
@@ -124,6 +127,10 @@ def export_onnx(
         if unknown:
             raise TilesrError(f"export defaults cannot set {unknown} (only {AFTER_TRAINING})")
         metadata = replace(metadata, **defaults)
+    try:
+        model = engine_network(model, metadata)
+    except ValueError as exc:
+        raise TilesrError(f"{checkpoint_path}: {exc}") from None
 
     tmp = temp_sibling(out_path)
     try:
@@ -155,7 +162,10 @@ def export_defaults(config_path: str | Path) -> dict[str, Any]:
     keys: tuple[str, ...] = AFTER_TRAINING
     if training.objective == "regression":  # one evaluation: no sampling to choose
         keys = tuple(k for k in keys if k not in REGRESSION_SAMPLING)
-    return {k: export[k] for k in keys}
+    chosen = {k: export[k] for k in keys}
+    if chosen["target_optics"] is None:  # not set: the checkpoint's (or none) stands
+        del chosen["target_optics"]
+    return chosen
 
 
 def _max_opset() -> int:

@@ -42,6 +42,8 @@ class RefinedUNet(nn.Module):
             raise ValueError("the predictor of a refined model must be a regression network")
         if refiner.cond_channels != 2 or refiner.conditioning_only:
             raise ValueError("the refiner must be a diffusion U-Net with cond_channels=2")
+        if predictor.target_optics_input or refiner.target_optics_input:
+            raise ValueError("a refined model has no target-optics input")
         self.predictor = UNet(predictor).requires_grad_(False)
         self.refiner = UNet(refiner)
         abar = torch.tensor(build_schedule(schedule).alphas_cumprod)

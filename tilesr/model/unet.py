@@ -47,6 +47,10 @@ class UNetConfig:
     cond_channels
         Channels of the conditioning input: 1 (the upsampled LR image), or 2 for the
         refiner of :class:`tilesr.model.refined.RefinedUNet` (LR image and prediction).
+    target_optics_input
+        One more conditioning channel, after the others: a constant plane saying which
+        optics the target has (:mod:`tilesr.model.target_optics`); the engine's graph
+        fixes it (:class:`~tilesr.model.target_optics.FixedTargetOptics`).
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -60,6 +64,7 @@ class UNetConfig:
     dropout: float = 0.0
     conditioning_only: bool = False
     cond_channels: int = 1
+    target_optics_input: bool = False
 
     def __post_init__(self) -> None:
         # accept lists (YAML, checkpoints) but store tuples so the config stays hashable
@@ -92,6 +97,11 @@ class UNetConfig:
     def size_multiple(self) -> int:
         """Input height and width must be multiples of this (2 ** number of downsamplings)."""
         return 2 ** len(self.channels)
+
+    @property
+    def input_cond_channels(self) -> int:
+        """Channels of ``forward``'s ``cond``: the conditioning and the target-optics plane."""
+        return self.cond_channels + int(self.target_optics_input)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (lists, not tuples) for YAML and checkpoints."""
@@ -161,7 +171,7 @@ class UNet(nn.Module):
         cfg = config if config is not None else UNetConfig()
         self.config = cfg
         self.time_embed = None if cfg.conditioning_only else TimeEmbedding(cfg.time_dim)
-        inputs = cfg.cond_channels + (0 if cfg.conditioning_only else 1)
+        inputs = cfg.input_cond_channels + (0 if cfg.conditioning_only else 1)
         self.stem = nn.Conv2d(inputs, cfg.channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -218,7 +228,7 @@ class UNet(nn.Module):
         return self.head(x)
 
     def _check_inputs(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> None:
-        c = self.config.cond_channels
+        c = self.config.input_cond_channels
         if (
             noisy.ndim != 4
             or noisy.shape[1] != 1

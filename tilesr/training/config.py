@@ -37,6 +37,7 @@ from tilesr.errors import TilesrError, check_choice, first_line
 from tilesr.metadata import (
     PREDICTIONS,
     SAMPLE_NOISE,
+    TARGET_OPTICS,
     ScheduleSpec,
     check_consistency,
     check_tile_geometry,
@@ -58,6 +59,8 @@ class SimulatedSource:
     """Pairs from the built-in simulator; validation images use a different seed."""
 
     kind: ClassVar[str] = "simulated"
+    #: its targets' optics against its inputs' (tilesr.model.target_optics)
+    target_optics: ClassVar[str] = "sharper"
     n: int = 32
     size: int = 256
     noise_level: int = 5
@@ -91,6 +94,7 @@ class BioSRSource:
     """
 
     kind: ClassVar[str] = "biosr"
+    target_optics: ClassVar[str] = "sharper"  # SIM
     root: str
     val_level: int | None = None
     weight: float = 1.0
@@ -101,6 +105,7 @@ class W2SSource:
     """W2S noisy/clean pairs; training and validation are explicit, disjoint field lists."""
 
     kind: ClassVar[str] = "w2s"
+    target_optics: ClassVar[str] = "same"  # the same microscope's frame average
     root: str
     fields: tuple[int, ...] = tuple(range(1, 37))  # the NNN of the file names
     val_fields: tuple[int, ...] = (37, 38, 39, 40)
@@ -123,6 +128,7 @@ class ConfocalStedSource:
     """Confocal/STED pairs (same grid); validation files listed separately."""
 
     kind: ClassVar[str] = "confocal_sted"
+    target_optics: ClassVar[str] = "sharper"  # STED
     paths: tuple[str, ...]
     val_paths: tuple[str, ...] = ()
     bin_lr: bool = False
@@ -141,6 +147,7 @@ class ForwardModelSource:
     """
 
     kind: ClassVar[str] = "forward_model"
+    target_optics: ClassVar[str] = "sharper"  # the forward model blurs the input more
     paths: tuple[str, ...]
     val_fraction: float = 0.15
     noise_level: int = 5
@@ -172,6 +179,17 @@ class DataConfig:
 
     sources: tuple[DataSource, ...]
     augment: bool = True
+    #: give the network a target-optics input (tilesr.model.target_optics): each source's
+    #: pairs say whether their target has the input's optics or sharper ones ...
+    target_optics: bool = False
+    #: ... except this share of the samples, which say "unknown" (the mix's answer)
+    target_optics_unknown: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.target_optics_unknown < 1.0:
+            raise TilesrError(
+                f"data target_optics_unknown must be in [0, 1), got {self.target_optics_unknown}"
+            )
 
 
 # --------------------------------------------------------------------------- other sections
@@ -301,8 +319,13 @@ class ExportConfig:
     #: default data consistency recorded in the model (tilesr.diffusion.consistency;
     #: sigma in input pixels, 0: off): only for data whose targets keep the input's optics
     consistency: float = 0.0
+    #: the target optics an export's graph fixes (tilesr.metadata.TARGET_OPTICS), for a
+    #: network trained with data.target_optics; null there: "unknown"
+    target_optics: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target_optics is not None:
+            check_choice("export target_optics", self.target_optics, TARGET_OPTICS)
         if self.scale not in (1, 2, 3, 4):
             raise TilesrError(f"export scale must be 1, 2, 3 or 4, got {self.scale}")
         check_consistency(self.consistency)
@@ -344,6 +367,7 @@ class TrainConfig:
             object.__setattr__(
                 self, "model", dataclasses.replace(self.model, conditioning_only=True)
             )
+        self._set_target_optics()
         if self.training.objective == "refinement" and self.model.cond_channels != 2:
             # the refiner sees the LR image and the predictor's output
             object.__setattr__(self, "model", dataclasses.replace(self.model, cond_channels=2))
@@ -371,6 +395,22 @@ class TrainConfig:
                     f"{self.export.scale}; set bin_lr: true or use scale 1"
                 )
 
+    def _set_target_optics(self) -> None:
+        """The network's target-optics input follows ``data.target_optics``."""
+        if not self.data.target_optics:
+            if self.export.target_optics is not None:
+                raise TilesrError(
+                    "export target_optics needs a network trained with data.target_optics: true"
+                )
+            return
+        if self.training.objective == "refinement":
+            raise TilesrError("data.target_optics is not available for objective 'refinement'")
+        object.__setattr__(self, "model", dataclasses.replace(self.model, target_optics_input=True))
+        if self.export.target_optics is None:
+            object.__setattr__(
+                self, "export", dataclasses.replace(self.export, target_optics="unknown")
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (the YAML's structure) for checkpoints and logs."""
         return {
@@ -379,6 +419,8 @@ class TrainConfig:
                     {"kind": s.kind, **_plain(dataclasses.asdict(s))} for s in self.data.sources
                 ],
                 "augment": self.data.augment,
+                "target_optics": self.data.target_optics,
+                "target_optics_unknown": self.data.target_optics_unknown,
             },
             "model": self.model.to_dict(),
             "diffusion": _plain(dataclasses.asdict(self.diffusion)),
@@ -484,10 +526,11 @@ def config_from_dict(raw: Any, *, base_dir: str | Path | None = None) -> TrainCo
 def _data_section(raw: Any, base: Path) -> DataConfig:
     if not isinstance(raw, Mapping):
         raise TilesrError(f"config section 'data' must be a mapping, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - {"sources", "augment"})
+    known = ("sources", "augment", "target_optics", "target_optics_unknown")
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         raise TilesrError(
-            f"unknown key {unknown[0]!r} in config section 'data' (known: sources, augment)"
+            f"unknown key {unknown[0]!r} in config section 'data' (known: {', '.join(known)})"
         )
     items = raw.get("sources")
     if not isinstance(items, list) or not items:
@@ -508,8 +551,14 @@ def _data_section(raw: Any, base: Path) -> DataConfig:
         if not source.weight > 0:
             raise TilesrError(f"config {where}: weight must be positive, got {source.weight}")
         sources.append(_resolve_paths(source, base, where))
-    augment = _convert(raw.get("augment", True), bool, "data.augment")
-    return DataConfig(sources=tuple(sources), augment=augment)
+    return DataConfig(
+        sources=tuple(sources),
+        augment=_convert(raw.get("augment", True), bool, "data.augment"),
+        target_optics=_convert(raw.get("target_optics", False), bool, "data.target_optics"),
+        target_optics_unknown=_convert(
+            raw.get("target_optics_unknown", 0.25), float, "data.target_optics_unknown"
+        ),
+    )
 
 
 def _training_section(raw: Any, base: Path) -> TrainingConfig:

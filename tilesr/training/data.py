@@ -27,6 +27,7 @@ from tilesr.data.datasets import (
 from tilesr.data.normalize import percentile_range
 from tilesr.data.resize import bin_mean
 from tilesr.errors import TilesrError
+from tilesr.metadata import TARGET_OPTICS_PLANE
 from tilesr.simulate import ForwardModel, degrade, simulate_pairs
 from tilesr.training.config import (
     BioSRSource,
@@ -52,21 +53,40 @@ class ValidationImage:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """One patch sampler per source, mixed by weight, plus the validation images."""
+    """One patch sampler per source, mixed by weight, plus the validation images.
+
+    ``target_optics``: per source, the value of its target-optics plane
+    (:data:`~tilesr.metadata.TARGET_OPTICS_PLANE`), or None for a network without that
+    input; ``unknown_share`` of the samples get the "unknown" value instead.
+    """
 
     samplers: tuple[PatchSampler, ...]
     weights: NDArray[np.float64]
     validation: tuple[ValidationImage, ...]
+    target_optics: NDArray[np.float32] | None = None
+    unknown_share: float = 0.0
 
     def batch(
         self, rng: np.random.Generator, size: int
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """``(cond, target)``, each (size, 1, P, P); sources drawn in proportion to weight."""
+        """``(cond, target)``, (size, C, P, P) and (size, 1, P, P); sources drawn in
+        proportion to weight. C is 1, or 2 with the target-optics plane."""
         counts = rng.multinomial(size, self.weights)
         parts = [s.sample(rng, int(c)) for s, c in zip(self.samplers, counts, strict=True) if c]
         cond = np.concatenate([p[0] for p in parts])
         target = np.concatenate([p[1] for p in parts])
+        if self.target_optics is not None:
+            cond = np.concatenate([cond, self._optics_planes(rng, counts, cond.shape)], axis=1)
         return cond, target
+
+    def _optics_planes(
+        self, rng: np.random.Generator, counts: NDArray[np.int64], shape: tuple[int, ...]
+    ) -> NDArray[np.float32]:
+        assert self.target_optics is not None
+        values = np.repeat(self.target_optics, counts)  # in the order the parts were drawn
+        unknown = rng.random(len(values)) < self.unknown_share
+        values = np.where(unknown, TARGET_OPTICS_PLANE["unknown"], values).astype(np.float32)
+        return np.broadcast_to(values[:, None, None, None], shape).copy()
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -109,7 +129,18 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     validation = tuple(
         _validation_image(p, scale, config.validation.crop, multiple, config) for p in chosen
     )
-    return TrainingData(tuple(samplers), weights / weights.sum(), validation)
+    optics = None
+    if config.data.target_optics:
+        optics = np.array(
+            [TARGET_OPTICS_PLANE[s.target_optics] for s in config.data.sources], dtype=np.float32
+        )
+    return TrainingData(
+        tuple(samplers),
+        weights / weights.sum(),
+        validation,
+        target_optics=optics,
+        unknown_share=config.data.target_optics_unknown,
+    )
 
 
 def _load_source(source: DataSource, scale: int) -> tuple[list[ImagePair], list[ImagePair]]:

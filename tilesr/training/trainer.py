@@ -48,6 +48,7 @@ from tilesr.metadata import REGRESSION_SAMPLING, ModelMetadata
 from tilesr.metrics import ImageMetrics, image_metrics
 from tilesr.model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from tilesr.model.refined import RefinedUNet, canonical_config, model_config_dict
+from tilesr.model.target_optics import engine_network
 from tilesr.model.unet import UNet
 from tilesr.training.config import TrainConfig, TrainingConfig
 from tilesr.training.data import TrainingData, load_training_data
@@ -520,7 +521,7 @@ def _validate(
 ) -> ImageMetrics:
     """Sample every validation image with the EMA weights; log metrics and plots."""
     vc = config.validation
-    denoiser = TorchDenoiser(ema.model, metadata, device=str(device))
+    denoiser = TorchDenoiser(engine_network(ema.model, metadata), metadata, device=str(device))
     name, steps, samples = vc.sampler, vc.steps, vc.samples
     if metadata.objective == "regression":
         name, steps, samples = metadata.sampler, metadata.steps, metadata.samples
