@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.model.tiny import tiny_config, tiny_metadata  # noqa: E402
+from tilesr.errors import TilesrError  # noqa: E402
 from tilesr.metadata import TARGET_OPTICS_PLANE  # noqa: E402
 from tilesr.model.target_optics import FixedTargetOptics, engine_network  # noqa: E402
 from tilesr.model.unet import UNet  # noqa: E402
@@ -32,9 +33,9 @@ def test_the_fixed_plane_is_the_one_training_gives(optics: str) -> None:
     plane = torch.full_like(cond, TARGET_OPTICS_PLANE[optics])
     with torch.inference_mode():
         expected = network(noisy, torch.cat([cond, plane], dim=1), t)
-        got = engine_network(network, replace(tiny_metadata(tiny_config()), target_optics=optics))(
-            noisy, cond, t
-        )
+        got = engine_network(
+            network, replace(tiny_metadata(tiny_config()), target_optics=optics), "m"
+        )(noisy, cond, t)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
@@ -49,15 +50,15 @@ def test_the_plane_changes_the_output() -> None:
 
 def test_a_network_without_the_input_is_returned_as_it_is() -> None:
     network = UNet(tiny_config())
-    assert engine_network(network, tiny_metadata(tiny_config())) is network
+    assert engine_network(network, tiny_metadata(tiny_config()), "m") is network
 
 
 def test_network_and_metadata_must_agree() -> None:
-    with pytest.raises(ValueError, match="names no target_optics"):
-        engine_network(_network(), tiny_metadata(tiny_config()))
+    with pytest.raises(TilesrError, match="names no target_optics"):
+        engine_network(_network(), tiny_metadata(tiny_config()), "m")
     metadata = replace(tiny_metadata(tiny_config()), target_optics="same")
-    with pytest.raises(ValueError, match=r"trained with data\.target_optics"):
-        engine_network(UNet(tiny_config()), metadata)
+    with pytest.raises(TilesrError, match=r"trained with data\.target_optics"):
+        engine_network(UNet(tiny_config()), metadata, "m")
 
 
 def test_the_unet_takes_one_more_conditioning_channel() -> None:

@@ -63,10 +63,7 @@ class TorchDenoiser:
         model = build_model(ckpt, ema=ema, source=str(path))
         metadata = ModelMetadata.from_dict(dict(ckpt.metadata), source=str(path))
         check_size_multiple(metadata, model.size_multiple, str(path))
-        try:
-            model = engine_network(model, metadata)
-        except ValueError as exc:
-            raise TilesrError(f"{path}: {exc}") from None
+        model = engine_network(model, metadata, str(path))
         return cls(model, metadata, device=device)
 
     def predict(

@@ -127,10 +127,7 @@ def export_onnx(
         if unknown:
             raise TilesrError(f"export defaults cannot set {unknown} (only {AFTER_TRAINING})")
         metadata = replace(metadata, **defaults)
-    try:
-        model = engine_network(model, metadata)
-    except ValueError as exc:
-        raise TilesrError(f"{checkpoint_path}: {exc}") from None
+    model = engine_network(model, metadata, str(checkpoint_path))
 
     tmp = temp_sibling(out_path)
     try:

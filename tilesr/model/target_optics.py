@@ -2,14 +2,13 @@
 
 The training mix holds two kinds of pair. W2S's targets are frame averages of the same
 microscope (the input's optics, denoised and resampled); the simulator's, the forward
-model's and SIM/STED targets are sharper than their inputs. A network that is not told
-which it should produce learns a compromise that costs both: trained on the W2S pairs
-alone, both bundled-recipe networks gain 0.5-1.3 dB on the W2S validation fields
-(docs/model-card.md). A network with ``target_optics_input`` takes one more conditioning
-channel, a constant plane: -1 for the same optics, +1 for sharper, 0 for unknown. In
-training every source's pairs carry their own kind, and a share of them carry
-"unknown", so that value learns the mix's answer (the model's behaviour without the
-input).
+model's and SIM/STED targets are sharper than their inputs. A network with
+``target_optics_input`` takes one more conditioning channel, a constant plane: -1 for
+the same optics, +1 for sharper, 0 for unknown. In training every source's pairs carry
+their own kind, and a share of them carry "unknown", so that value learns the mix's
+answer (the model's behaviour without the input). It gives one network either kind of
+restoration on demand; on the bundled recipe it did not raise quality on either kind
+for the diffusion model (docs/model-card.md, "Telling the network the target's optics").
 
 The engine's interface stays one conditioning channel: :class:`FixedTargetOptics` adds
 the plane the model's metadata names (``target_optics``), so the choice is made at
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tilesr.errors import TilesrError
 from tilesr.metadata import TARGET_OPTICS_PLANE, ModelMetadata
 
 
@@ -44,19 +44,21 @@ class FixedTargetOptics(nn.Module):
         return output
 
 
-def engine_network(network: Any, metadata: ModelMetadata) -> Any:
+def engine_network(network: Any, metadata: ModelMetadata, source: str) -> Any:
     """``network`` as the engine calls it: one conditioning channel in.
 
     A network with a target-optics input gets the plane ``metadata.target_optics`` says;
-    any other network is returned as it is. Raises ValueError when the two disagree.
+    any other network is returned as it is. Raises TilesrError naming ``source`` when
+    the two disagree.
     """
     has_input = bool(getattr(getattr(network, "config", None), "target_optics_input", False))
     if has_input != (metadata.target_optics is not None):
-        raise ValueError(
-            "the network has a target-optics input but its metadata names no target_optics"
+        raise TilesrError(
+            f"{source}: the network has a target-optics input but its metadata names no "
+            "target_optics"
             if has_input
-            else f"metadata target_optics {metadata.target_optics!r} needs a network "
-            "trained with data.target_optics: true"
+            else f"{source}: metadata target_optics {metadata.target_optics!r} needs a "
+            "network trained with data.target_optics: true"
         )
     if not has_input:
         return network

@@ -521,7 +521,8 @@ def _validate(
 ) -> ImageMetrics:
     """Sample every validation image with the EMA weights; log metrics and plots."""
     vc = config.validation
-    denoiser = TorchDenoiser(engine_network(ema.model, metadata), metadata, device=str(device))
+    network = engine_network(ema.model, metadata, str(out))
+    denoiser = TorchDenoiser(network, metadata, device=str(device))
     name, steps, samples = vc.sampler, vc.steps, vc.samples
     if metadata.objective == "regression":
         name, steps, samples = metadata.sampler, metadata.steps, metadata.samples
