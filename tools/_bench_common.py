@@ -8,6 +8,7 @@ per tile from an ONNX graph, and the markdown region writer.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import importlib.metadata
 import json
@@ -286,6 +287,20 @@ def simulated_input(folder: Path, hr_size: int, scale: int, *, seed: int = 0) ->
 
 
 # --------------------------------------------------------------------------- markdown
+
+
+def markdown_report(text: str) -> Path:
+    """argparse type of ``--out``: the markdown file whose region a benchmark rewrites.
+
+    Checked when the arguments are parsed, so that a figure's or a JSON file's name
+    there fails at once rather than after the benchmark's minutes of work.
+    """
+    path = Path(text)
+    if path.suffix.lower() != ".md":
+        raise argparse.ArgumentTypeError(
+            f"{text}: --out is the markdown report whose region is rewritten (a .md file)"
+        )
+    return path
 
 
 def replace_region(

@@ -42,7 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _bench_common import flops_per_tile_onnx, machine_info, now_iso, replace_region
+from _bench_common import (
+    flops_per_tile_onnx,
+    machine_info,
+    markdown_report,
+    now_iso,
+    replace_region,
+)
 
 import tilesr
 from tilesr.calibration import CalibrationTerms, calibration, calibration_terms
@@ -385,7 +391,12 @@ def main() -> None:
         default="test",
         help="validation: the training run's validation data (choose defaults there)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=markdown_report,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="markdown report; only its bench_care region is rewritten",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / "care.json")
     parser.add_argument(
         "--replot", action="store_true", help="only redraw the figure from --json's results"

@@ -52,6 +52,7 @@ from _bench_common import (
     cheap_model,
     flops_per_tile_onnx,
     machine_info,
+    markdown_report,
     now_iso,
     random_unet,
     replace_region,
@@ -150,9 +151,9 @@ def _general_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=markdown_report,
         default=REPO / "docs" / "benchmarks.md",
-        help="markdown file; only the bench_engine region is replaced",
+        help="markdown report; only its bench_engine region is rewritten",
     )
     p.add_argument(
         "--json",

@@ -41,7 +41,14 @@ import dask
 import dask.array as da
 import numpy as np
 import tifffile
-from _bench_common import BUNDLED_MODEL, REPO, machine_info, now_iso, replace_region
+from _bench_common import (
+    BUNDLED_MODEL,
+    REPO,
+    machine_info,
+    markdown_report,
+    now_iso,
+    replace_region,
+)
 
 from tilesr.data.conditioning import conditioning
 from tilesr.data.datasets import load_w2s
@@ -69,7 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--at", type=int, default=8192, help="output size for the work column")
     p.add_argument("--quick", action="store_true", help="one W2S crop of 128 LR px, 2 steps")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--out",
+        type=markdown_report,
+        default=REPO / "docs" / "benchmarks.md",
+        help="markdown report; only its bench_overlap region is rewritten",
+    )
     p.add_argument(
         "--render", type=Path, default=None, help="only rewrite the table from a results JSON"
     )

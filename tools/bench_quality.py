@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _bench_common import replace_region
+from _bench_common import markdown_report, replace_region
 
 from tilesr.data.conditioning import conditioning
 from tilesr.data.datasets import ImagePair, load_confocal_sted, load_w2s
@@ -340,7 +340,12 @@ def main() -> None:
         help="sampling strength (default: the model's metadata)",
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=markdown_report,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="markdown report; only its bench_quality region is rewritten",
+    )
     args = parser.parse_args()
     if args.quick:
         args.full_ddpm_samples = min(args.full_ddpm_samples, 2)

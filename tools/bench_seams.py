@@ -27,7 +27,14 @@ from pathlib import Path
 import dask
 import numpy as np
 import tifffile
-from _bench_common import BUNDLED_MODEL, REPO, machine_info, now_iso, replace_region
+from _bench_common import (
+    BUNDLED_MODEL,
+    REPO,
+    machine_info,
+    markdown_report,
+    now_iso,
+    replace_region,
+)
 
 from tilesr.engine import RestoreOptions, restore
 from tilesr.engine.model import EngineModel, open_model
@@ -47,7 +54,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=markdown_report,
+        default=REPO / "docs" / "benchmarks.md",
+        help="markdown report; only its bench_seams region is rewritten",
+    )
     args = parser.parse_args()
     if args.quick:
         args.size, args.steps, args.samples = 128, 3, 1

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _bench_common import now_iso, replace_region
+from _bench_common import markdown_report, now_iso, replace_region
 from bench_care import SHARED, _dataset_file, score
 from scipy import ndimage
 
@@ -88,7 +88,12 @@ def main() -> None:
         help="flowdec neuron data.tif (default: the fetched dataset flowdec_neuron)",
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=markdown_report,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="markdown report; only its bench_zstack region is rewritten",
+    )
     args = parser.parse_args()
     settings = [
         (f"model default, {noise} noise across planes", {"plane_noise": noise})
